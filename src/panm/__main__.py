@@ -1,0 +1,7 @@
+"""`python -m panm ...` (used by `torchrun -m panm train ...`)."""
+
+import sys
+
+from panm.cli import main
+
+sys.exit(main())

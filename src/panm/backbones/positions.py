@@ -1,0 +1,179 @@
+"""Position encodings for Transformers, chosen by name.
+
+Every encoding is a :class:`PositionEncoding` with three hooks, each a no-op unless the encoding
+needs it, so that one attention module serves them all:
+
+* `add_to_input(x)`: absolute encodings ("sinusoidal", "learned") add a vector per position to the
+  layer input (B, L, D).
+* `attention_bias(q_len, k_len)`: relative encodings ("relative": T5 bucketed bias, "alibi")
+  return a bias (1, heads, Lq, Lk) added to the attention scores of every layer.
+* `rotate(x)`: "rope" rotates queries and keys (B, heads, L, head_dim) by their positions.
+
+"none" (NoPE) uses no hook at all. Positions count from 0 in every sequence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+POSITION_KINDS = ("sinusoidal", "learned", "relative", "rope", "alibi", "none")
+
+
+class PositionEncoding(nn.Module):
+    """Base class and the "none" encoding (NoPE): adds no position information."""
+
+    def add_to_input(self, x: Tensor) -> Tensor:
+        """x (B, L, D) -> (B, L, D) with absolute positions added."""
+        return x
+
+    def attention_bias(self, q_len: int, k_len: int) -> Tensor | None:
+        """A bias (1, heads, Lq, Lk) for attention scores, or None."""
+        return None
+
+    def rotate(self, x: Tensor) -> Tensor:
+        """Queries or keys (B, heads, L, head_dim), rotated by their positions."""
+        return x
+
+
+def key_minus_query(q_len: int, k_len: int, device: torch.device) -> Tensor:
+    """Offsets (Lq, Lk): entry [i, j] is j - i."""
+    return torch.arange(k_len, device=device)[None, :] - torch.arange(q_len, device=device)[:, None]
+
+
+class SinusoidalPositions(PositionEncoding):
+    """The fixed sin/cos encoding of "Attention Is All You Need"; defined for any length."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"sinusoidal positions need an even width, got {dim}")
+        self.dim = dim
+
+    def add_to_input(self, x: Tensor) -> Tensor:
+        length = x.shape[1]
+        position = torch.arange(length, device=x.device, dtype=torch.float32)[:, None]
+        freq = torch.exp(
+            torch.arange(0, self.dim, 2, device=x.device, dtype=torch.float32)
+            * (-math.log(10000.0) / self.dim)
+        )
+        table = torch.zeros(length, self.dim, device=x.device)
+        table[:, 0::2] = torch.sin(position * freq)
+        table[:, 1::2] = torch.cos(position * freq)
+        return x + table.to(x.dtype)
+
+
+class LearnedPositions(PositionEncoding):
+    """A learned vector per position 0..max_len-1; longer sequences are a ValueError."""
+
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.table = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.table.weight, std=0.02)
+
+    def add_to_input(self, x: Tensor) -> Tensor:
+        length = x.shape[1]
+        if length > self.max_len:
+            raise ValueError(
+                f"learned positions cover at most {self.max_len} positions, got a sequence of "
+                f"{length}; raise max_positions or use another position encoding"
+            )
+        return x + self.table.weight[:length]
+
+
+class RelativePositionBias(PositionEncoding):
+    """T5's learned relative position bias: one scalar per head and bucket of key - query offset.
+
+    Offsets below `num_buckets // 4` in magnitude have a bucket each; larger ones share
+    logarithmically wider buckets up to `max_distance`, beyond which all offsets share the last
+    bucket. Positive and negative offsets use separate halves of the buckets (bidirectional).
+    """
+
+    def __init__(self, heads: int, num_buckets: int = 32, max_distance: int = 128) -> None:
+        super().__init__()
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.table = nn.Embedding(num_buckets, heads)
+        nn.init.normal_(self.table.weight, std=0.02)
+
+    def bucket(self, offset: Tensor) -> Tensor:
+        """Bucket ids (same shape) of integer offsets key - query."""
+        half = self.num_buckets // 2
+        exact = half // 2
+        distance = offset.abs()
+        log_ratio = torch.log(distance.clamp(min=exact).float() / exact)
+        far = exact + (log_ratio / math.log(self.max_distance / exact) * (half - exact)).long()
+        far = far.clamp(max=half - 1)
+        return (offset > 0).long() * half + torch.where(distance < exact, distance, far)
+
+    def attention_bias(self, q_len: int, k_len: int) -> Tensor:
+        offset = key_minus_query(q_len, k_len, self.table.weight.device)
+        return self.table(self.bucket(offset)).permute(2, 0, 1).unsqueeze(0)
+
+
+def alibi_slopes(heads: int) -> list[float]:
+    """ALiBi's head slopes: a geometric sequence, interleaved for non-power-of-two head counts."""
+    closest = 2 ** math.floor(math.log2(heads))
+    slopes = [2 ** (-8 * (i + 1) / closest) for i in range(closest)]
+    # The remaining heads take every other slope of the sequence for 2 * closest heads.
+    return slopes + [2 ** (-4 * (2 * i + 1) / closest) for i in range(heads - closest)]
+
+
+class ALiBi(PositionEncoding):
+    """Attention with Linear Biases: score bias -slope_h * |key - query| (no parameters)."""
+
+    slopes: Tensor
+
+    def __init__(self, heads: int) -> None:
+        super().__init__()
+        self.register_buffer("slopes", torch.tensor(alibi_slopes(heads)), persistent=False)
+
+    def attention_bias(self, q_len: int, k_len: int) -> Tensor:
+        distance = key_minus_query(q_len, k_len, self.slopes.device).abs()
+        return (-self.slopes[:, None, None] * distance).unsqueeze(0)
+
+
+class RotaryPositions(PositionEncoding):
+    """RoPE: rotates queries and keys so that their dot products depend on offsets only.
+
+    Feature pair (i, i + head_dim/2) of position p turns by angle p * base^(-2i/head_dim).
+    """
+
+    inv_freq: Tensor
+
+    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rope needs an even head width, got {head_dim}")
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def rotate(self, x: Tensor) -> Tensor:
+        position = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
+        angle = position[:, None] * self.inv_freq[None, :]  # (L, head_dim / 2)
+        cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def build_position_encoding(kind: str, dim: int, heads: int, max_len: int) -> PositionEncoding:
+    """The encoding `kind` (one of POSITION_KINDS) for model width `dim` split into `heads`.
+
+    `max_len` bounds only "learned" positions.
+    """
+    if kind == "sinusoidal":
+        return SinusoidalPositions(dim)
+    if kind == "learned":
+        return LearnedPositions(dim, max_len)
+    if kind == "relative":
+        return RelativePositionBias(heads)
+    if kind == "rope":
+        return RotaryPositions(dim // heads)
+    if kind == "alibi":
+        return ALiBi(heads)
+    if kind == "none":
+        return PositionEncoding()
+    raise ValueError(f"position must be one of {POSITION_KINDS}, got {kind!r}")

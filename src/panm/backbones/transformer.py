@@ -1,0 +1,206 @@
+"""Pre-LayerNorm Transformer encoder and decoder with a choice of position encoding.
+
+Shapes: B batch, L source length, T target length, D model width, H heads.
+Padded keys get exactly zero attention weight, so a sample's result never depends on the other
+samples of its batch. The position encoding of each stack is applied as `positions.py` describes:
+absolute ones to the stack's input, relative ones inside every self-attention layer (shared by
+all layers, as in T5). Cross-attention uses no position information.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from panm.backbones.positions import PositionEncoding, build_position_encoding
+
+
+def attention_mask(
+    bias: Tensor | None,
+    key_mask: Tensor | None,
+    causal: bool,
+    query: Tensor,
+    k_len: int,
+) -> Tensor | None:
+    """A float mask (B or 1, H or 1, Lq, Lk) for `scaled_dot_product_attention`, or None.
+
+    bias: (1, H, Lq, Lk) or None; key_mask: (B, Lk) bool, True on real keys, or None;
+    query: (B, H, Lq, D/H), whose length, dtype and device the mask follows.
+    Disallowed scores get the most negative finite value instead of -inf: their weight is still
+    exactly 0 whenever a query has any allowed key, and a query with none gets no NaN.
+    """
+    if bias is not None:
+        bias = bias.to(query.dtype)
+    if key_mask is None and not causal:
+        return bias
+    q_len = query.shape[-2]
+    allowed = torch.ones(1, 1, q_len, k_len, dtype=torch.bool, device=query.device)
+    if key_mask is not None:
+        allowed = allowed & key_mask[:, None, None, :]
+    if causal:
+        allowed = allowed.tril()
+    if bias is None:
+        bias = torch.zeros((), dtype=query.dtype, device=query.device)
+    return torch.where(allowed, bias, torch.finfo(query.dtype).min)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention of queries from x over keys and values from `context`."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.dropout = dropout
+        self.query = nn.Linear(dim, dim)
+        self.key_value = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+        position: PositionEncoding | None = None,
+    ) -> Tensor:
+        """x (B, Lq, D), context (B, Lk, D), key_mask (B, Lk) bool -> (B, Lq, D).
+
+        `causal` lets query i see keys 0..i only; `position` rotates queries and keys and/or
+        biases the scores (self-attention only: positions of queries and keys count from 0).
+        """
+        batch, q_len, dim = x.shape
+        k_len = context.shape[1]
+        q = self.query(x).view(batch, q_len, self.heads, -1).transpose(1, 2)  # (B, H, Lq, D/H)
+        k, v = self.key_value(context).view(batch, k_len, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        bias = None
+        if position is not None:
+            q, k = position.rotate(q), position.rotate(k)
+            bias = position.attention_bias(q_len, k_len)
+        mask = attention_mask(bias, key_mask, causal, q, k_len)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.resid_dropout(self.out(y.transpose(1, 2).reshape(batch, q_len, dim)))
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP: Linear(D, ff_dim), GELU, Linear(ff_dim, D), dropout."""
+
+    def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, ff_dim), nn.GELU(), nn.Linear(ff_dim, dim), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LN block: x + SelfAttention(LN(x)), then x + FeedForward(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(dim)
+        self.attn = MultiHeadAttention(dim, heads, dropout)
+        self.ln_ff = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, ff_dim, dropout)
+
+    def forward(self, x: Tensor, mask: Tensor, position: PositionEncoding) -> Tensor:
+        h = self.ln_attn(x)
+        x = x + self.attn(h, h, key_mask=mask, position=position)
+        return x + self.ff(self.ln_ff(x))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-LN block: self-attention, cross-attention over the memory, feed-forward."""
+
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_self = nn.LayerNorm(dim)
+        self.self_attn = MultiHeadAttention(dim, heads, dropout)
+        self.ln_cross = nn.LayerNorm(dim)
+        self.cross_attn = MultiHeadAttention(dim, heads, dropout)
+        self.ln_ff = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, ff_dim, dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor,
+        causal: bool,
+        position: PositionEncoding,
+    ) -> Tensor:
+        h = self.ln_self(x)
+        x = x + self.self_attn(h, h, causal=causal, position=position)
+        x = x + self.cross_attn(self.ln_cross(x), memory, key_mask=memory_mask)
+        return x + self.ff(self.ln_ff(x))
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of pre-LN encoder layers with a final LayerNorm.
+
+    position: one of `POSITION_KINDS`; max_len bounds only "learned" positions.
+    forward: x (B, L, D), mask (B, L) bool (True on real slots) -> (B, L, D).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        layers: int,
+        ff_dim: int,
+        dropout: float,
+        position: str,
+        max_len: int = 512,
+    ) -> None:
+        super().__init__()
+        self.position = build_position_encoding(position, dim, heads, max_len)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            EncoderLayer(dim, heads, ff_dim, dropout) for _ in range(layers)
+        )
+        self.ln_final = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        x = self.dropout(self.position.add_to_input(x))
+        for layer in self.layers:
+            x = layer(x, mask, self.position)
+        return self.ln_final(x)
+
+
+class TransformerDecoder(nn.Module):
+    """A stack of pre-LN decoder layers (self- and cross-attention) with a final LayerNorm.
+
+    forward: x (B, T, D) decoder inputs, memory (B, L, D) encoder outputs, memory_mask (B, L)
+    bool, causal (step t attends to steps <= t only) -> (B, T, D).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        layers: int,
+        ff_dim: int,
+        dropout: float,
+        position: str,
+        max_len: int = 512,
+    ) -> None:
+        super().__init__()
+        self.position = build_position_encoding(position, dim, heads, max_len)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            DecoderLayer(dim, heads, ff_dim, dropout) for _ in range(layers)
+        )
+        self.ln_final = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor, causal: bool) -> Tensor:
+        x = self.dropout(self.position.add_to_input(x))
+        for layer in self.layers:
+            x = layer(x, memory, memory_mask, causal, self.position)
+        return self.ln_final(x)

@@ -1,0 +1,108 @@
+"""The run directory: checkpoints written atomically, and how to find the latest and best one.
+
+    DIR/run.json              the TrainConfig of the run
+    DIR/metrics.jsonl         one JSON line per logged step
+    DIR/checkpoints/step-N/   config.json + model.safetensors (the model) + trainer.pt
+    DIR/checkpoint.json       {"latest": "checkpoints/step-N", "best": "...", ...}
+
+A checkpoint folder is written under a temporary name and renamed when complete; only then is
+`checkpoint.json` replaced (atomically) to point at it. A crash at any moment leaves the previous
+checkpoint intact and referenced. `trainer.pt` holds optimizer and RNG state and is read with
+`weights_only=True` (no arbitrary pickle code runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+
+from panm.models.base import Seq2SeqModel
+from panm.models.registry import load_model
+from panm.pretrained import CONFIG_NAME, atomic_write
+
+INDEX_NAME = "checkpoint.json"
+TRAINER_NAME = "trainer.pt"
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing or unreadable."""
+
+
+def save_checkpoint(
+    run_dir: Path,
+    model: Seq2SeqModel,
+    trainer_state: dict[str, Any],
+    step: int,
+    index: dict[str, Any],
+) -> dict[str, Any]:
+    """Writes checkpoint `step` and returns the new index (with "latest" pointing at it).
+
+    `index` may carry other keys (e.g. "best"); checkpoints it no longer names are deleted.
+    """
+    name = f"checkpoints/step-{step:08d}"
+    final = run_dir / name
+    tmp = run_dir / "checkpoints" / f".step-{step:08d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save(trainer_state, tmp / TRAINER_NAME)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    index = {**index, "latest": name}
+    write_index(run_dir, index)
+    keep = {v for k, v in index.items() if k in ("latest", "best")}
+    for old in (run_dir / "checkpoints").glob("step-*"):
+        if f"checkpoints/{old.name}" not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+    return index
+
+
+def write_index(run_dir: Path, index: dict[str, Any]) -> None:
+    atomic_write(run_dir / INDEX_NAME, lambda p: p.write_text(json.dumps(index, indent=2) + "\n"))
+
+
+def read_index(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / INDEX_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path} is corrupt: {error}") from error
+
+
+def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
+    """The model folder for `path`: a run directory (its `which` checkpoint) or a model folder."""
+    path = Path(path)
+    if (path / CONFIG_NAME).is_file():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    index = read_index(path)
+    if which not in index:
+        raise CheckpointError(f"{path} holds no {which} checkpoint (no {INDEX_NAME} entry)")
+    return path / index[which]
+
+
+def load_checkpoint_model(
+    path: str | os.PathLike, which: str = "best", device: str = "cpu"
+) -> Seq2SeqModel:
+    """Loads the model of a run directory or model folder, as a `CheckpointError` on failure."""
+    folder = resolve_checkpoint(path, which)
+    try:
+        return load_model(folder, map_location=device)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        raise CheckpointError(f"cannot load checkpoint {folder}: {error}") from error
+
+
+def load_trainer_state(folder: Path) -> dict[str, Any]:
+    try:
+        return torch.load(folder / TRAINER_NAME, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as error:
+        raise CheckpointError(f"cannot read {folder / TRAINER_NAME}: {error}") from error

@@ -1,0 +1,288 @@
+"""The `panm` command line: a thin layer over library calls.
+
+Every subcommand parses its flags, calls one library function and prints the result. Bad input
+ends with a one-line `panm: error: ...` message and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from panm.checkpoint import CheckpointError, load_checkpoint_model, resolve_checkpoint
+from panm.data import format_jsonl, generate_examples, read_jsonl, write_jsonl
+from panm.evaluation import evaluate_lengths, predict
+from panm.models.registry import MODEL_NAMES
+from panm.pretrained import atomic_write
+from panm.recipes import default_train_config
+from panm.tasks import TASK_NAMES, Task, get_task
+from panm.training import RUN_CONFIG, TrainConfig, train
+
+
+class UsageError(Exception):
+    """Bad command-line input."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        set_threads(args)
+        return args.run(args)
+    except (UsageError, ValueError, FileNotFoundError, FileExistsError, CheckpointError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"panm: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("panm: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="panm", description="Pointer-Augmented Neural Memory: train and measure extrapolation."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="write task examples as JSON lines")
+    data.add_argument("--task", required=True, help=f"one of: {', '.join(TASK_NAMES)}")
+    data.add_argument("--length", type=int, help="main-sequence length of every example")
+    data.add_argument("--count", type=int, default=100)
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--split", help="SCAN split (length, cutoff-26, ...): writes a folder")
+    data.add_argument("--out", help="output file (SCAN: folder); standard output if omitted")
+    data.set_defaults(run=run_data)
+
+    tr = commands.add_parser("train", help="train a model on a task")
+    tr.add_argument("--task", help=f"one of: {', '.join(TASK_NAMES)}")
+    tr.add_argument("--model", default="panm", help=f"one of: {', '.join(MODEL_NAMES)}")
+    tr.add_argument("--out", required=True, help="run directory")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--steps", type=int)
+    tr.add_argument("--minutes", type=float, help="wall-clock training budget")
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--train-lengths", help="MIN,MAX main-sequence lengths (default 1,10)")
+    tr.add_argument("--eval-every", type=int)
+    tr.add_argument("--valid-count", type=int)
+    tr.add_argument("--split", help="SCAN split: length, cutoff-22 ... cutoff-40")
+    tr.add_argument("--data-file", help="SCAN: train on this file (official format)")
+    tr.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model setting, e.g. --set panm.decoy_slots=8 (VALUE is JSON or a string)",
+    )
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument("--compile", action="store_true", help="torch.compile the model")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_flags(tr)
+    tr.set_defaults(run=run_train)
+
+    ev = commands.add_parser("eval", help="accuracy per test length")
+    ev.add_argument("--checkpoint", required=True, help="run directory or model folder")
+    ev.add_argument("--lengths", help="comma-separated test lengths (default: the task's)")
+    ev.add_argument("--count", type=int, default=500, help="examples per length")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--which", choices=("best", "latest"), default="best")
+    ev.add_argument("--task", help="task, when the checkpoint is not inside a run directory")
+    ev.add_argument("--out", help="JSON results file (default: CHECKPOINT/eval.json)")
+    add_device_flags(ev)
+    ev.set_defaults(run=run_eval)
+
+    pr = commands.add_parser("predict", help="run a model on JSON-line examples")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--in", dest="input", required=True)
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--which", choices=("best", "latest"), default="best")
+    pr.add_argument("--task", help="task, when the checkpoint is not inside a run directory")
+    add_device_flags(pr)
+    pr.set_defaults(run=run_predict)
+    return parser
+
+
+def add_device_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default 1: small recurrent models run fastest single-threaded)",
+    )
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    if not hasattr(args, "threads"):
+        return
+    threads = args.threads or 1
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    if args.threads is None and args.device == "cpu":
+        print("panm: using 1 CPU thread (--threads N to change)", file=sys.stderr)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: no CUDA device is available")
+
+
+def parse_lengths(text: str, flag: str) -> list[int]:
+    try:
+        lengths = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if not lengths or min(lengths) < 1:
+        raise UsageError(f"{flag} must list positive integers, got {text!r}")
+    return lengths
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
+def task_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {}
+    if getattr(args, "split", None):
+        options["split"] = args.split
+    if getattr(args, "data_file", None):
+        options["data_file"] = args.data_file
+    if options and args.task != "scan":
+        raise UsageError("--split and --data-file are SCAN options (--task scan)")
+    return options
+
+
+def run_data(args: argparse.Namespace) -> int:
+    if args.task == "scan":
+        from panm.tasks.scan import make_split, write_split
+
+        if not args.split or not args.out:
+            raise UsageError("--task scan needs --split S and --out DIR")
+        write_split(make_split(args.split), Path(args.out))
+        print(f"wrote SCAN split {args.split} to {args.out}", file=sys.stderr)
+        return 0
+    task = get_task(args.task)
+    if args.length is None:
+        raise UsageError("--length is required")
+    examples = generate_examples(task, args.length, args.count, args.seed)
+    if args.out:
+        write_jsonl(args.out, examples)
+    else:
+        sys.stdout.write(format_jsonl(examples))
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.resume:
+        stored = out / RUN_CONFIG
+        if not stored.is_file():
+            raise UsageError(f"cannot resume: {stored} not found")
+        config = TrainConfig(**{**json.loads(stored.read_text())})
+        config = _apply_flags(config, args, only=("steps", "minutes"))
+    else:
+        if not args.task:
+            raise UsageError("--task is required")
+        get_task(args.task, **task_options(args))  # fails early on a bad task
+        config = default_train_config(args.task, args.model)
+        config = _apply_flags(config, args)
+    result = train(config, out, resume=args.resume, progress=not args.no_progress)
+    best = result.best_valid or {}
+    print(
+        f"trained {result.step} steps in {result.elapsed_seconds:.0f}s; best validation "
+        f"(training lengths) sequence accuracy {best.get('sequence_accuracy', float('nan')):.3f} "
+        f"at step {result.best_step}; run in {out}"
+    )
+    return 0
+
+
+def _apply_flags(
+    config: TrainConfig, args: argparse.Namespace, only: tuple[str, ...] | None = None
+) -> TrainConfig:
+    flags: dict[str, Any] = {
+        "seed": args.seed,
+        "steps": args.steps,
+        "minutes": args.minutes,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "eval_every": args.eval_every,
+        "valid_count": args.valid_count,
+        "device": args.device if args.device != "cpu" else None,
+        "compile": args.compile or None,
+    }
+    if args.train_lengths:
+        low_high = parse_lengths(args.train_lengths, "--train-lengths")
+        if len(low_high) != 2:
+            raise UsageError("--train-lengths expects MIN,MAX")
+        flags["train_lengths"] = tuple(low_high)
+    changes = {k: v for k, v in flags.items() if v is not None and (only is None or k in only)}
+    if only is None:
+        changes["task_options"] = task_options(args)
+        changes["model_overrides"] = {**config.model_overrides, **parse_settings(args.set)}
+    return TrainConfig(**{**config.__dict__, **changes})
+
+
+def checkpoint_task(args: argparse.Namespace) -> Task:
+    """The task a checkpoint was trained on (from its run.json), or --task."""
+    folder = resolve_checkpoint(args.checkpoint, args.which)
+    for candidate in (Path(args.checkpoint), folder.parent.parent):
+        stored = candidate / RUN_CONFIG
+        if stored.is_file():
+            run = json.loads(stored.read_text())
+            if args.task and args.task != run["task"]:
+                raise UsageError(f"the checkpoint was trained on {run['task']}, not {args.task}")
+            return get_task(run["task"], **run.get("task_options", {}))
+    if not args.task:
+        raise UsageError(f"{args.checkpoint} is not inside a run directory: give --task")
+    return get_task(args.task)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    task = checkpoint_task(args)
+    model = load_checkpoint_model(args.checkpoint, args.which, args.device)
+    lengths = (
+        parse_lengths(args.lengths, "--lengths")
+        if args.lengths
+        else list(task.default_test_lengths)
+    )
+    results = evaluate_lengths(model, task, lengths, args.count, args.seed, device=args.device)
+    print(f"{'length':>8} {'sequence acc':>13} {'token acc':>10} {'examples':>9}")
+    for length, acc in results.items():
+        print(
+            f"{length:>8} {acc.sequence_accuracy:>13.4f} {acc.token_accuracy:>10.4f} {acc.count:>9}"
+        )
+    out = Path(args.out) if args.out else Path(args.checkpoint) / "eval.json"
+    payload = {
+        "checkpoint": str(resolve_checkpoint(args.checkpoint, args.which)),
+        "task": task.name,
+        "seed": args.seed,
+        "results": {str(k): v.as_dict() for k, v in results.items()},
+    }
+    atomic_write(out, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n"))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    task = checkpoint_task(args)
+    model = load_checkpoint_model(args.checkpoint, args.which, args.device)
+    examples = read_jsonl(args.input, task)
+    outputs = predict(model, task, examples, device=args.device)
+    write_jsonl(args.out, [{**e, "output": o} for e, o in zip(examples, outputs, strict=True)])
+    print(f"wrote {len(outputs)} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

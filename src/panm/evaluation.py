@@ -1,0 +1,114 @@
+"""Measuring a model: exact-match and per-token accuracy per test length, and predictions.
+
+Test examples are fresh draws from a generator seeded by (seed, length), never seen in training
+(training batches come from a differently seeded stream).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from panm.models.base import Seq2SeqModel
+from panm.tasks.base import Batch, Task, collate
+
+
+@dataclass
+class Accuracy:
+    """Accuracy of one set of examples: exact match of whole outputs, and per target token."""
+
+    sequence_accuracy: float
+    token_accuracy: float
+    count: int
+
+    def as_dict(self) -> dict:
+        return {
+            "sequence_accuracy": self.sequence_accuracy,
+            "token_accuracy": self.token_accuracy,
+            "count": self.count,
+        }
+
+
+def fresh_examples(task: Task, length: int, count: int, seed: int = 0) -> list[dict]:
+    """`count` fresh examples of `length`, the same for every model given the same seed."""
+    rng = random.Random(f"test/{task.name}/{length}/{seed}")
+    return [task.sample(rng, length) for _ in range(count)]
+
+
+@torch.no_grad()
+def predict_ids(model: Seq2SeqModel, task: Task, batch: Batch) -> torch.Tensor:
+    """Greedy output ids (B, T) for a batch, T = the batch's target length.
+
+    Tasks without EOS decode exactly the target length (it is a function of the input); tasks
+    with EOS decode as many steps and the caller cuts each output at its first EOS.
+    """
+    steps = batch.tgt.shape[1]
+    return model.generate(batch.src, batch.src_mask, steps, bos_id=task.bos_id)
+
+
+def batch_correct(predicted: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample exact-match flags (B,) and per-sample correct-token counts (B,)."""
+    hits = (predicted == batch.tgt) & batch.tgt_mask
+    exact = (hits | ~batch.tgt_mask).all(dim=1)
+    return exact, hits.sum(dim=1)
+
+
+@torch.no_grad()
+def accuracy(
+    model: Seq2SeqModel,
+    task: Task,
+    examples: list[dict],
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> Accuracy:
+    """Exact-match and token accuracy of `model` on `examples` (in eval mode)."""
+    was_training = model.training
+    model.eval()
+    exact_total, token_hits, token_total = 0, 0, 0
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        batch = collate([task.encode(e) for e in chunk]).to(device)
+        exact, hits = batch_correct(predict_ids(model, task, batch), batch)
+        exact_total += int(exact.sum())
+        token_hits += int(hits.sum())
+        token_total += int(batch.tgt_mask.sum())
+    model.train(was_training)
+    return Accuracy(exact_total / len(examples), token_hits / token_total, len(examples))
+
+
+def evaluate_lengths(
+    model: Seq2SeqModel,
+    task: Task,
+    lengths: list[int],
+    count: int = 500,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> dict[int, Accuracy]:
+    """Accuracy at each test length on `count` fresh examples of that length."""
+    return {
+        length: accuracy(model, task, fresh_examples(task, length, count, seed), batch_size, device)
+        for length in lengths
+    }
+
+
+@torch.no_grad()
+def predict(
+    model: Seq2SeqModel,
+    task: Task,
+    examples: list[dict],
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> list[list]:
+    """The model's output for each example, in the task's JSON values."""
+    model.eval()
+    outputs: list[list] = []
+    for start in range(0, len(examples), batch_size):
+        encoded = [task.encode(e) for e in examples[start : start + batch_size]]
+        batch = collate(encoded).to(device)
+        ids = predict_ids(model, task, batch).tolist()
+        for row, e in zip(ids, encoded, strict=True):
+            outputs.append(task.decode_output(row[: len(e.tgt)]))
+    return outputs

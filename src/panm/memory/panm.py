@@ -1,0 +1,314 @@
+"""PANM: Pointer-Augmented Neural Memory over any encoder's memory.
+
+Read top to bottom: the config, the output, then `PANM.forward`, which
+
+1. gives every memory slot a binary address (`AddressBank`), with a random base in training;
+2. optionally appends training-only *decoy* slots (see `PANMConfig.decoy_slots`);
+3. decodes step by step: the Pointer Unit moves the Mode-1 pointers over addresses, each pointer
+   reads memory at its weights (Mode-1), the Mode-1 reads query memory by content (Mode-2), and a
+   GRU controller integrates the reads with the optional decoder input;
+4. maps [controller state, Mode-1 reads, Mode-2 reads] of every step to outputs with an MLP.
+
+Shapes: B batch, L memory slots, D memory width, T decoding steps, G Mode-1 pointers, H Mode-2
+pointers, b address bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from panm.memory.addresses import AddressBank
+from panm.memory.pointer_unit import SIMILARITIES, PointerUnit
+from panm.memory.relational import RelationalAccess
+from panm.pretrained import Pretrained
+
+CONTROLLER_INITS = ("memory_sum", "memory_mean", "given")
+
+
+@dataclass
+class PANMConfig:
+    """Configuration of the PANM memory.
+
+    memory_dim: width D of memory slots.
+    output_dim: width of the output MLP's result (the vocabulary size for a token decoder).
+    hidden_dim: width of the controller GRU and of the output MLP's hidden layer.
+    input_dim: width E of the optional per-step decoder input z_t (0: no input).
+    address_bits: b; 2**b addresses, so memory may have at most 2**b slots.
+    num_mode1: Mode-1 pointers (G). Pointer 0 starts at the first slot, 1 at the last, alternating.
+    num_mode2: Mode-2 pointers (H); 0 disables relational access.
+    pointer_dim: state width of each Pointer Unit GRU.
+    key_dim: width of address keys ("dot"/"cosine") and of Mode-2 keys.
+    address_similarity: "dot", "cosine" or "bitwise" (see `AddressAttention`).
+    base_sampling: draw the base address uniformly per sequence in training (base 0 otherwise).
+    decoy_slots: training-only extra slots per sequence. Each copies the address of a random
+        real slot with one random bit flipped (kept only where that address lies outside the
+        sequence's own window) and the memory content of the same slot index in another sample
+        of the batch. They teach the pointer to match every address bit, including high bits
+        that never differ within one short training sequence. Never used in evaluation.
+    controller_init: initial controller state: "memory_sum" (projected sum of valid memory
+        slots, as in the paper), "memory_mean" (their mean, which does not grow with length) or
+        "given" (the caller passes `controller_state`, e.g. an encoder's final state).
+    """
+
+    memory_dim: int = 128
+    output_dim: int = 10
+    hidden_dim: int = 128
+    input_dim: int = 0
+    address_bits: int = 8
+    num_mode1: int = 2
+    num_mode2: int = 1
+    pointer_dim: int = 64
+    key_dim: int = 64
+    address_similarity: str = "dot"
+    base_sampling: bool = True
+    decoy_slots: int = 0
+    controller_init: str = "memory_sum"
+
+    def __post_init__(self) -> None:
+        if self.address_similarity not in SIMILARITIES:
+            raise ValueError(
+                f"address_similarity must be one of {SIMILARITIES}, got {self.address_similarity!r}"
+            )
+        if self.controller_init not in CONTROLLER_INITS:
+            raise ValueError(
+                f"controller_init must be one of {CONTROLLER_INITS}, got {self.controller_init!r}"
+            )
+        if self.num_mode1 < 1:
+            raise ValueError(f"num_mode1 must be at least 1, got {self.num_mode1}")
+        for name in ("num_mode2", "decoy_slots", "input_dim"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("memory_dim", "output_dim", "hidden_dim", "pointer_dim", "key_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class PANMOutput:
+    """What `PANM.forward` returns.
+
+    logits: (B, T, output_dim) output MLP results.
+    pointers: (B, T, G, b) Mode-1 pointer values (soft binary addresses).
+    mode1_weights: (B, T, G, L) Mode-1 attention over the real slots.
+    mode2_weights: (B, T, H, L) Mode-2 attention over the real slots.
+    mode2_pointers: (B, T, H, b) Mode-2 pointer values.
+    addresses: (B, L, b) the slots' binary addresses.
+    controller_state: (B, hidden_dim) the controller's last state.
+    """
+
+    logits: Tensor
+    pointers: Tensor
+    mode1_weights: Tensor
+    mode2_weights: Tensor
+    mode2_pointers: Tensor
+    addresses: Tensor
+    controller_state: Tensor
+
+
+class PANM(nn.Module, Pretrained):
+    """Pointer-Augmented Neural Memory decoder over a given memory (any encoder's output)."""
+
+    config_class = PANMConfig
+    model_type = "panm_memory"
+
+    def __init__(self, config: PANMConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.address_bank = AddressBank(c.address_bits)
+        self.pointer_unit = PointerUnit(
+            c.num_mode1, c.address_bits, c.pointer_dim, c.key_dim, c.address_similarity
+        )
+        self.relational = (
+            RelationalAccess(c.memory_dim, c.num_mode1, c.num_mode2, c.key_dim)
+            if c.num_mode2
+            else None
+        )
+        self.controller_init = (
+            nn.Linear(c.memory_dim, c.hidden_dim) if c.controller_init != "given" else None
+        )
+        self.controller = nn.GRUCell(c.input_dim + c.num_mode1 * c.memory_dim, c.hidden_dim)
+        features = c.hidden_dim + (c.num_mode1 + c.num_mode2) * c.memory_dim
+        self.output_head = nn.Sequential(
+            nn.Linear(features, c.hidden_dim), nn.ReLU(), nn.Linear(c.hidden_dim, c.output_dim)
+        )
+
+    def forward(
+        self,
+        memory: Tensor,
+        memory_mask: Tensor,
+        num_steps: int | None = None,
+        inputs: Tensor | None = None,
+        base_address: Tensor | int | None = None,
+        controller_state: Tensor | None = None,
+    ) -> PANMOutput:
+        """Decode T steps over `memory`.
+
+        memory: (B, L, D) slots from any encoder. memory_mask: (B, L) bool, True on valid slots.
+        Give either `num_steps` (no decoder input; needs input_dim == 0) or `inputs` (B, T, E)
+        (teacher forcing or any per-step input; needs input_dim == E).
+        base_address: (B,) long or an int: overrides the base (default: random in training when
+        base_sampling is on, else 0). controller_state: (B, hidden_dim), required when
+        controller_init == "given".
+        """
+        num_steps = self._validate(memory, memory_mask, num_steps, inputs, controller_state)
+        c = self.config
+        batch, num_slots, _ = memory.shape
+        device = memory.device
+        lengths = memory_mask.sum(dim=1)
+
+        base = self._base_address(base_address, batch, device)
+        addresses = self.address_bank(base, num_slots)
+        # Padded slots hold exact zeros, whatever the encoder left there (even NaN).
+        memory = memory.masked_fill(~memory_mask.unsqueeze(-1), 0.0)
+        slot_memory, slot_addresses, slot_mask = memory, addresses, memory_mask
+        if self.training and c.decoy_slots:
+            slot_memory, slot_ids, slot_mask = self._with_decoys(memory, memory_mask, base, lengths)
+            slot_addresses = self.address_bank.lookup(slot_ids)
+
+        # Everything that depends only on the sequence is computed once, not per step.
+        slots = torch.cat([slot_addresses, slot_memory], dim=-1)  # (B, L', b + D)
+        address_keys = self.pointer_unit.attention.keys(slot_addresses)
+        memory_keys = self.relational.keys(slot_memory) if self.relational is not None else None
+        pointer = self.pointer_unit.initial_pointers(addresses, lengths)
+        pointer_state = memory.new_zeros(batch, c.num_mode1, c.pointer_dim)
+        state = self._initial_controller_state(memory, memory_mask, lengths, controller_state)
+
+        bits = c.address_bits
+        step_features, pointers, weights1, weights2, pointers2 = [], [], [], [], []
+        for t in range(num_steps):
+            w1, pointer_state = self.pointer_unit(pointer, pointer_state, address_keys, slot_mask)
+            read1 = w1.bmm(slots)  # pointer = sum_i w[i] A[i] and read = sum_i w[i] M[i] at once
+            pointer, value1 = read1[..., :bits], read1[..., bits:]
+            controller_input = value1.flatten(1)
+            if inputs is not None:
+                controller_input = torch.cat([inputs[:, t], controller_input], dim=-1)
+            state = self.controller(controller_input, state)
+            features = [state, value1.flatten(1)]
+            if self.relational is not None:
+                w2 = self.relational(value1, memory_keys, slot_mask)
+                read2 = w2.bmm(slots)
+                features.append(read2[..., bits:].flatten(1))
+                weights2.append(w2[..., :num_slots])
+                pointers2.append(read2[..., :bits])
+            step_features.append(torch.cat(features, dim=-1))
+            pointers.append(pointer)
+            weights1.append(w1[..., :num_slots])
+
+        logits = self.output_head(torch.stack(step_features, dim=1))
+        return PANMOutput(
+            logits=logits,
+            pointers=torch.stack(pointers, dim=1),
+            mode1_weights=torch.stack(weights1, dim=1),
+            mode2_weights=(
+                torch.stack(weights2, dim=1)
+                if weights2
+                else memory.new_zeros(batch, num_steps, 0, num_slots)
+            ),
+            mode2_pointers=(
+                torch.stack(pointers2, dim=1)
+                if pointers2
+                else memory.new_zeros(batch, num_steps, 0, bits)
+            ),
+            addresses=addresses,
+            controller_state=state,
+        )
+
+    def _validate(
+        self,
+        memory: Tensor,
+        memory_mask: Tensor,
+        num_steps: int | None,
+        inputs: Tensor | None,
+        controller_state: Tensor | None,
+    ) -> int:
+        c = self.config
+        if memory.dim() != 3 or memory.shape[-1] != c.memory_dim:
+            raise ValueError(
+                f"memory must be (batch, slots, {c.memory_dim}), got {tuple(memory.shape)}"
+            )
+        batch, num_slots, _ = memory.shape
+        if memory_mask.shape != (batch, num_slots) or memory_mask.dtype != torch.bool:
+            raise ValueError(
+                f"memory_mask must be a bool tensor of shape {(batch, num_slots)}, "
+                f"got {memory_mask.dtype} {tuple(memory_mask.shape)}"
+            )
+        if num_slots > 2**c.address_bits:
+            needed = max(1, (num_slots - 1).bit_length())
+            raise ValueError(
+                f"memory has {num_slots} slots but address_bits={c.address_bits} gives only "
+                f"{2**c.address_bits} addresses; use address_bits >= {needed}"
+            )
+        empty_rows = (~memory_mask.any(dim=1)).nonzero().flatten().tolist()
+        if empty_rows:
+            raise ValueError(f"memory_mask has no valid slot in batch rows {empty_rows[:10]}")
+        if (inputs is None) == (num_steps is None):
+            raise ValueError("give exactly one of num_steps and inputs")
+        if inputs is not None:
+            if c.input_dim == 0:
+                raise ValueError("this PANM has input_dim=0: decode with num_steps, not inputs")
+            if inputs.dim() != 3 or inputs.shape[0] != batch or inputs.shape[2] != c.input_dim:
+                raise ValueError(
+                    f"inputs must be (batch={batch}, steps, {c.input_dim}), "
+                    f"got {tuple(inputs.shape)}"
+                )
+            num_steps = inputs.shape[1]
+        elif c.input_dim:
+            raise ValueError(f"this PANM expects inputs of width {c.input_dim} at every step")
+        if num_steps is None or num_steps < 1:
+            raise ValueError(f"the number of decoding steps must be >= 1, got {num_steps}")
+        if c.controller_init == "given":
+            if controller_state is None or controller_state.shape != (batch, c.hidden_dim):
+                raise ValueError(
+                    f"controller_init='given' needs controller_state of shape "
+                    f"{(batch, c.hidden_dim)}"
+                )
+        elif controller_state is not None:
+            raise ValueError(
+                f"controller_state was given but controller_init={c.controller_init!r}"
+            )
+        return num_steps
+
+    def _base_address(self, base_address: Tensor | int | None, batch: int, device) -> Tensor:
+        if base_address is None:
+            if self.training and self.config.base_sampling:
+                return self.address_bank.sample_base(batch, device)
+            return torch.zeros(batch, dtype=torch.long, device=device)
+        base = torch.as_tensor(base_address, dtype=torch.long, device=device)
+        return base.expand(batch).remainder(self.address_bank.size)
+
+    def _initial_controller_state(
+        self, memory: Tensor, memory_mask: Tensor, lengths: Tensor, given: Tensor | None
+    ) -> Tensor:
+        if self.controller_init is None:
+            assert given is not None
+            return given
+        total = memory.sum(dim=1)  # padded slots are already zero
+        if self.config.controller_init == "memory_mean":
+            total = total / lengths.unsqueeze(1)
+        return self.controller_init(total)
+
+    def _with_decoys(
+        self, memory: Tensor, memory_mask: Tensor, base: Tensor, lengths: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Appends `decoy_slots` slots per sequence: memory (B, L+k, D), address ids (B, L+k),
+        mask (B, L+k). See `PANMConfig.decoy_slots`."""
+        batch, num_slots, _ = memory.shape
+        k, device, size = self.config.decoy_slots, memory.device, self.address_bank.size
+        slot = (torch.rand(batch, k, device=device) * lengths.unsqueeze(1)).long()
+        bit = torch.randint(0, self.config.address_bits, (batch, k), device=device)
+        decoy_ids = ((base.unsqueeze(1) + slot) % size) ^ (1 << bit)
+        outside = (decoy_ids - base.unsqueeze(1)) % size >= lengths.unsqueeze(1)
+        shift = torch.randint(1, max(batch, 2), (1,), device=device)
+        donor = (torch.arange(batch, device=device) + shift) % batch  # another sample (if any)
+        donor_slot = torch.minimum(slot, lengths[donor].unsqueeze(1) - 1)
+        decoy_memory = memory[donor.unsqueeze(1), donor_slot]
+        real_ids = self.address_bank.indices(base, num_slots)
+        return (
+            torch.cat([memory, decoy_memory], dim=1),
+            torch.cat([real_ids, decoy_ids], dim=1),
+            torch.cat([memory_mask, outside], dim=1),
+        )

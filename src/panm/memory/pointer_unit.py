@@ -1,0 +1,144 @@
+"""The Pointer Unit: Mode-1 pointers that move over addresses without seeing memory contents.
+
+Each of G pointers is a GRU whose input is its own previous pointer value (a soft binary address):
+
+    h_t = GRU(p_{t-1}, h_{t-1})                       h_0 = 0
+    w_t = softmax_i sim(query(h_t), key(A[i]))        over valid slots only
+    p_t = sum_i w_t[i] A[i]                           (computed by the caller, see `PANM`)
+
+The unit only ever receives addresses, never memory contents: pointer arithmetic ("move one slot
+forward") is learned separately from the data, which is what lets it hold at unseen lengths.
+The G pointers have separate weights but are evaluated together in batched matmuls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+SIMILARITIES = ("dot", "cosine", "bitwise")
+
+
+class GroupedLinear(nn.Module):
+    """G independent linear maps applied at once: (B, G, I) -> (B, G, O)."""
+
+    def __init__(self, groups: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)
+        self.weight = nn.Parameter(
+            torch.empty(groups, in_features, out_features).uniform_(-bound, bound)
+        )
+        self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.einsum("bgi,gio->bgo", x, self.weight) + self.bias
+
+
+class GroupedGRUCell(nn.Module):
+    """G independent GRU cells (same equations as `nn.GRUCell`): x (B, G, I), h (B, G, H) -> h'."""
+
+    def __init__(self, groups: int, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_map = GroupedLinear(groups, input_size, 3 * hidden_size)
+        self.hidden_map = GroupedLinear(groups, hidden_size, 3 * hidden_size)
+
+    def forward(self, x: Tensor, h: Tensor) -> Tensor:
+        i_r, i_z, i_n = self.input_map(x).chunk(3, dim=-1)
+        h_r, h_z, h_n = self.hidden_map(h).chunk(3, dim=-1)
+        reset = torch.sigmoid(i_r + h_r)
+        update = torch.sigmoid(i_z + h_z)
+        candidate = torch.tanh(i_n + reset * h_n)
+        return (1 - update) * candidate + update * h
+
+
+class AddressAttention(nn.Module):
+    """Similarity between G pointer queries and the slots' address keys.
+
+    similarity:
+      "dot"     scaled dot product between query(h) and g(A[i]), g a small MLP on the address bits
+                (the authors' code);
+      "cosine"  cosine similarity of the same two vectors times a learned scale (the paper's text);
+      "bitwise" keys are the address bits as +-1, the query is a bounded (tanh) per-bit vector, the
+                score is their dot product times a learned sharpness: every bit must match, so a
+                pointer cannot ignore high bits that never vary inside one short training sequence.
+    """
+
+    def __init__(
+        self, num_pointers: int, state_dim: int, address_bits: int, key_dim: int, similarity: str
+    ) -> None:
+        super().__init__()
+        if similarity not in SIMILARITIES:
+            raise ValueError(
+                f"address similarity must be one of {SIMILARITIES}, got {similarity!r}"
+            )
+        self.similarity = similarity
+        if similarity == "bitwise":
+            self.query = GroupedLinear(num_pointers, state_dim, address_bits)
+            self.log_scale = nn.Parameter(torch.tensor(math.log(2.0)))
+            self.key_net: nn.Module | None = None
+        else:
+            self.query = GroupedLinear(num_pointers, state_dim, key_dim)
+            self.key_net = nn.Sequential(
+                nn.Linear(address_bits, key_dim), nn.Tanh(), nn.Linear(key_dim, key_dim)
+            )
+            initial_scale = 10.0 if similarity == "cosine" else 1 / math.sqrt(key_dim)
+            self.log_scale = nn.Parameter(
+                torch.tensor(math.log(initial_scale)), requires_grad=similarity == "cosine"
+            )
+
+    def keys(self, addresses: Tensor) -> Tensor:
+        """Keys of the slots, computed once per sequence: (B, L, bits) -> (B, L, K)."""
+        if self.key_net is None:
+            return 2 * addresses - 1
+        keys = self.key_net(addresses)
+        return nn.functional.normalize(keys, dim=-1) if self.similarity == "cosine" else keys
+
+    def forward(self, state: Tensor, keys: Tensor) -> Tensor:
+        """Scores: state (B, G, S), keys (B, L, K) -> (B, G, L)."""
+        query = self.query(state)
+        if self.similarity == "bitwise":
+            query = torch.tanh(query)
+        elif self.similarity == "cosine":
+            query = nn.functional.normalize(query, dim=-1)
+        return torch.bmm(query, keys.transpose(1, 2)) * self.log_scale.exp()
+
+
+class PointerUnit(nn.Module):
+    """G Mode-1 pointer GRUs plus their address attention."""
+
+    def __init__(
+        self,
+        num_pointers: int,
+        address_bits: int,
+        state_dim: int,
+        key_dim: int,
+        similarity: str,
+    ) -> None:
+        super().__init__()
+        self.num_pointers = num_pointers
+        self.cell = GroupedGRUCell(num_pointers, address_bits, state_dim)
+        self.attention = AddressAttention(
+            num_pointers, state_dim, address_bits, key_dim, similarity
+        )
+        self.state_dim = state_dim
+
+    def initial_pointers(self, addresses: Tensor, lengths: Tensor) -> Tensor:
+        """Pointer 0 at the first slot's address, pointer 1 at the last valid slot's, alternating.
+
+        addresses (B, L, bits), lengths (B,) -> (B, G, bits).
+        """
+        first = addresses[:, 0]
+        last = addresses[torch.arange(addresses.shape[0], device=addresses.device), lengths - 1]
+        return torch.stack([first if g % 2 == 0 else last for g in range(self.num_pointers)], dim=1)
+
+    def forward(
+        self, pointer: Tensor, state: Tensor, keys: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One step: previous pointer (B, G, bits) and state (B, G, S), slot keys (B, L, K) and
+        the valid-slot mask (B, L) -> attention weights (B, G, L) (exactly 0 on invalid slots) and
+        the new state (B, G, S)."""
+        state = self.cell(pointer, state)
+        scores = self.attention(state, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
+        return scores.softmax(dim=-1), state

@@ -1,0 +1,91 @@
+"""The interface every sequence-to-sequence model of panm implements (PANM and the baselines).
+
+All models map a padded batch of input slots to output-token logits, so that one training and one
+evaluation loop serve them all:
+
+    logits = model(src, src_mask, num_steps=T)            # no decoder input (algorithmic tasks)
+    logits = model(src, src_mask, tgt_in=prev_tokens)      # teacher forcing (tasks with EOS)
+
+src: (B, L, F) long ids, one per input field; src_mask: (B, L) bool; tgt_in: (B, T) long ids of
+the previous output token (BOS first). Returns logits (B, T, output_vocab_size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from panm.pretrained import Pretrained
+
+
+@dataclass
+class Seq2SeqConfig:
+    """Fields every sequence-to-sequence config has; model configs extend it.
+
+    input_vocab_sizes: vocabulary size of each input field (id 0 = padding).
+    output_vocab_size: number of output tokens.
+    decoder_input: "none" (decode `num_steps` steps from no token input, as in the algorithmic
+        tasks) or "previous_token" (teacher forcing in training, greedy feedback in generation).
+    """
+
+    input_vocab_sizes: tuple[int, ...] = (12,)
+    output_vocab_size: int = 10
+    decoder_input: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.decoder_input not in ("none", "previous_token"):
+            raise ValueError(
+                f"decoder_input must be 'none' or 'previous_token', got {self.decoder_input!r}"
+            )
+
+
+class TokenEmbedding(nn.Module):
+    """Sum of one embedding per input field: (B, L, F) ids -> (B, L, dim)."""
+
+    def __init__(self, vocab_sizes: tuple[int, ...], dim: int) -> None:
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(v, dim, padding_idx=0) for v in vocab_sizes)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        if ids.shape[-1] != len(self.tables):
+            raise ValueError(f"expected {len(self.tables)} input fields, got {ids.shape[-1]}")
+        return sum(table(ids[..., i]) for i, table in enumerate(self.tables))  # type: ignore[return-value]
+
+
+class Seq2SeqModel(nn.Module, Pretrained):
+    """Base class: subclasses implement `forward`; `generate` is shared."""
+
+    config: Seq2SeqConfig
+
+    def forward(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        num_steps: int | None = None,
+        tgt_in: Tensor | None = None,
+    ) -> Tensor:
+        raise NotImplementedError
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def generate(
+        self, src: Tensor, src_mask: Tensor, num_steps: int, bos_id: int | None = None
+    ) -> Tensor:
+        """Greedy output ids (B, num_steps).
+
+        Without decoder input this is one forward pass. With `previous_token` decoding it feeds
+        each step's argmax back as the next input, starting from `bos_id`.
+        """
+        if self.config.decoder_input == "none":
+            return self(src, src_mask, num_steps=num_steps).argmax(-1)
+        if bos_id is None:
+            raise ValueError("bos_id is required to generate with previous_token decoding")
+        tokens = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
+        for _ in range(num_steps):
+            logits = self(src, src_mask, tgt_in=tokens)
+            tokens = torch.cat([tokens, logits[:, -1:].argmax(-1)], dim=1)
+        return tokens[:, 1:]

@@ -1,0 +1,106 @@
+"""LSTM encoder-decoder without attention, and the decoder input shared by all baselines.
+
+The encoder reads the real input slots only (packed sequences) and its final (h, c) initialises
+the decoder, so everything the decoder knows about the input passes through one state vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from panm.models.base import Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
+
+
+class DecoderInput(nn.Module):
+    """The decoder's input vectors (B, T, dim) in either decoding mode.
+
+    "previous_token": the embedding of each previous output token, tgt_in (B, T).
+    "none": a learned start vector at step 0 and a learned step vector at every later step, for
+        `num_steps` steps. (A constant input would leave attention-only decoders unable to tell
+        steps apart, since averaging identical vectors gives the same vector at every step.)
+    Exactly one of `num_steps` and `tgt_in` must be given, the one the mode needs.
+    """
+
+    def __init__(self, mode: str, vocab_size: int, dim: int) -> None:
+        super().__init__()
+        self.mode = mode
+        if mode == "previous_token":
+            self.embedding = nn.Embedding(vocab_size, dim)
+        else:
+            self.start = nn.Parameter(torch.randn(dim) * 0.02)
+            self.step = nn.Parameter(torch.randn(dim) * 0.02)
+
+    def forward(self, batch_size: int, num_steps: int | None, tgt_in: Tensor | None) -> Tensor:
+        if (num_steps is None) == (tgt_in is None):
+            raise ValueError("give exactly one of num_steps and tgt_in")
+        if self.mode == "previous_token":
+            if tgt_in is None:
+                raise ValueError("decoder_input 'previous_token' needs tgt_in, not num_steps")
+            return self.embedding(tgt_in)
+        if num_steps is None:
+            raise ValueError("decoder_input 'none' needs num_steps, not tgt_in")
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be at least 1, got {num_steps}")
+        steps = torch.cat([self.start[None], self.step[None].expand(num_steps - 1, -1)])
+        return steps.expand(batch_size, -1, -1)
+
+
+@dataclass
+class LSTMConfig(Seq2SeqConfig):
+    """LSTM encoder-decoder.
+
+    hidden_dim: width of the input embeddings and of both LSTMs (default 128).
+    num_layers: layers of each LSTM (default 1).
+    dropout: on the embeddings, between LSTM layers and before the output layer (default 0.1).
+    """
+
+    hidden_dim: int = 128
+    num_layers: int = 1
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hidden_dim < 1 or self.num_layers < 1:
+            raise ValueError("hidden_dim and num_layers must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class LSTMSeq2Seq(Seq2SeqModel):
+    """Encoder LSTM -> final (h, c) -> decoder LSTM -> Linear to output logits."""
+
+    config_class = LSTMConfig
+    model_type = "lstm"
+
+    def __init__(self, config: LSTMConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim, layers = config.hidden_dim, config.num_layers
+        rnn_dropout = config.dropout if layers > 1 else 0.0
+        self.embed = TokenEmbedding(config.input_vocab_sizes, dim)
+        self.decoder_input = DecoderInput(config.decoder_input, config.output_vocab_size, dim)
+        self.encoder = nn.LSTM(dim, dim, layers, batch_first=True, dropout=rnn_dropout)
+        self.decoder = nn.LSTM(dim, dim, layers, batch_first=True, dropout=rnn_dropout)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(dim, config.output_vocab_size)
+
+    def forward(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        num_steps: int | None = None,
+        tgt_in: Tensor | None = None,
+    ) -> Tensor:
+        """src (B, L, F), src_mask (B, L) -> logits (B, T, output_vocab_size)."""
+        inputs = self.dropout(self.decoder_input(src.shape[0], num_steps, tgt_in))
+        lengths = src_mask.sum(dim=1).cpu()
+        packed = pack_padded_sequence(
+            self.dropout(self.embed(src)), lengths, batch_first=True, enforce_sorted=False
+        )
+        _, state = self.encoder(packed)  # (h, c), each (layers, B, dim), at each real last slot
+        outputs, _ = self.decoder(inputs, state)
+        return self.head(self.dropout(outputs))

@@ -1,0 +1,162 @@
+"""The complete PANM sequence-to-sequence model: embedding -> encoder -> PANM -> token logits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from torch import Tensor, nn
+
+from panm.backbones.rnn import RNNEncoder
+from panm.memory.panm import PANM, PANMConfig, PANMOutput
+from panm.models.base import Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
+
+ENCODERS = ("gru", "lstm", "transformer", "none")
+MEMORY_SOURCES = ("encoder", "embedding", "sum")
+
+
+@dataclass
+class PANMSeq2SeqConfig(Seq2SeqConfig):
+    """PANM over an encoder.
+
+    embed_dim: width of token embeddings, encoder outputs and memory slots (default 128).
+    encoder: "gru" / "lstm" (bidirectional, the paper's default), "transformer", or "none".
+    encoder_layers: encoder depth (default 1).
+    memory_source: what the memory slots hold: "encoder" states, the token "embedding"s
+        themselves (length-invariant: a slot's content does not drift as sequences grow), or
+        their "sum".
+    transformer_heads, transformer_ff_dim, transformer_position: the Transformer encoder's
+        settings (position: see `panm.backbones.positions`).
+    dropout: dropout inside the encoder.
+    panm: the memory's settings. Its memory_dim, input_dim and output_dim are set from the
+        fields above. With panm.controller_init == "given" the controller starts from a
+        projection of the encoder's final state (the authors' code) instead of the memory sum.
+    """
+
+    embed_dim: int = 128
+    encoder: str = "gru"
+    encoder_layers: int = 1
+    memory_source: str = "encoder"
+    transformer_heads: int = 4
+    transformer_ff_dim: int = 256
+    transformer_position: str = "sinusoidal"
+    dropout: float = 0.0
+    panm: PANMConfig = field(default_factory=PANMConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.memory_source not in MEMORY_SOURCES:
+            raise ValueError(
+                f"memory_source must be one of {MEMORY_SOURCES}, got {self.memory_source!r}"
+            )
+        uses_final_state = self.panm.controller_init == "given"
+        if uses_final_state and self.encoder not in ("gru", "lstm"):
+            raise ValueError("panm.controller_init='given' needs a 'gru' or 'lstm' encoder")
+        if self.encoder == "none" and self.memory_source != "embedding":
+            raise ValueError("encoder='none' needs memory_source='embedding'")
+        if self.encoder != "none" and self.memory_source == "embedding" and not uses_final_state:
+            raise ValueError(
+                "memory_source='embedding' leaves the encoder unused; set encoder='none'"
+            )
+        self.panm = replace(
+            self.panm,
+            memory_dim=self.embed_dim,
+            output_dim=self.output_vocab_size,
+            input_dim=self.embed_dim if self.decoder_input == "previous_token" else 0,
+        )
+
+
+class PANMSeq2Seq(Seq2SeqModel):
+    """Embeds the input slots, encodes them into memory, and decodes with PANM."""
+
+    config_class = PANMSeq2SeqConfig
+    model_type = "panm"
+
+    def __init__(self, config: PANMSeq2SeqConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.embed_dim
+        self.embedding = TokenEmbedding(config.input_vocab_sizes, dim)
+        self.encoder = self._build_encoder(config)
+        self.final_state_map = (
+            nn.Linear(dim, config.panm.hidden_dim)
+            if config.panm.controller_init == "given"
+            else None
+        )
+        self.output_embedding = (
+            nn.Embedding(config.output_vocab_size, dim)
+            if config.decoder_input == "previous_token"
+            else None
+        )
+        self.memory = PANM(config.panm)
+
+    @staticmethod
+    def _build_encoder(config: PANMSeq2SeqConfig) -> nn.Module | None:
+        if config.encoder in ("gru", "lstm"):
+            return RNNEncoder(
+                config.encoder, config.embed_dim, config.encoder_layers, True, config.dropout
+            )
+        if config.encoder == "transformer":
+            from panm.backbones.transformer import TransformerEncoder
+
+            return TransformerEncoder(
+                dim=config.embed_dim,
+                heads=config.transformer_heads,
+                layers=config.encoder_layers,
+                ff_dim=config.transformer_ff_dim,
+                dropout=config.dropout,
+                position=config.transformer_position,
+            )
+        return None
+
+    def trace(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        num_steps: int | None = None,
+        tgt_in: Tensor | None = None,
+        base_address: Tensor | int | None = None,
+    ) -> PANMOutput:
+        """The full PANM output (pointers, attention weights, ...) for a batch; see `forward`."""
+        if (num_steps is None) == (tgt_in is None):
+            raise ValueError("give exactly one of num_steps and tgt_in")
+        embedded = self.embedding(src)
+        memory, final_state = embedded, None
+        if self.encoder is not None:
+            if isinstance(self.encoder, RNNEncoder):
+                encoded, final_state = self.encoder(embedded, src_mask)
+            else:
+                encoded = self.encoder(embedded, src_mask)
+            if self.config.memory_source == "encoder":
+                memory = encoded
+            elif self.config.memory_source == "sum":
+                memory = embedded + encoded
+        controller_state = None
+        if self.final_state_map is not None:
+            controller_state = self.final_state_map(final_state)
+        inputs = None
+        if tgt_in is not None:
+            if self.output_embedding is None:
+                raise ValueError("this model has decoder_input='none': pass num_steps")
+            inputs = self.output_embedding(tgt_in)
+        elif self.output_embedding is not None:
+            raise ValueError("this model has decoder_input='previous_token': pass tgt_in")
+        return self.memory(
+            memory,
+            src_mask,
+            num_steps=num_steps,
+            inputs=inputs,
+            base_address=base_address,
+            controller_state=controller_state,
+        )
+
+    def forward(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        num_steps: int | None = None,
+        tgt_in: Tensor | None = None,
+    ) -> Tensor:
+        """src (B, L, F), src_mask (B, L) -> logits (B, T, output_vocab_size)."""
+        return self.trace(src, src_mask, num_steps=num_steps, tgt_in=tgt_in).logits

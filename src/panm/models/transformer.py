@@ -1,0 +1,94 @@
+"""Encoder-decoder Transformer with a choice of position encoding.
+
+The decoder is causal in both decoding modes, so step t never depends on later steps, and
+with decoder_input "none" the logits of a step do not depend on how many steps are decoded
+(a batch decodes as many steps as its longest target needs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from panm.backbones.positions import POSITION_KINDS
+from panm.backbones.transformer import TransformerDecoder, TransformerEncoder
+from panm.models.base import Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
+from panm.models.lstm import DecoderInput
+
+
+@dataclass
+class TransformerConfig(Seq2SeqConfig):
+    """Encoder-decoder Transformer (pre-LN).
+
+    d_model: model width (default 128).
+    num_heads: attention heads (default 4).
+    encoder_layers, decoder_layers: layers of each stack (default 3 and 3).
+    ff_dim: hidden width of the feed-forward blocks (default 256).
+    dropout: on embeddings, attention weights and residual branches (default 0.1).
+    position: "sinusoidal", "learned", "relative" (T5 bias), "rope", "alibi" or "none" (NoPE),
+        used by both stacks (default "sinusoidal").
+    max_positions: longest sequence "learned" positions cover (default 512).
+    """
+
+    d_model: int = 128
+    num_heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    ff_dim: int = 256
+    dropout: float = 0.1
+    position: str = "sinusoidal"
+    max_positions: int = 512
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by {self.num_heads} heads")
+        if (self.d_model // self.num_heads) % 2:
+            raise ValueError("d_model // num_heads must be even (rope and sinusoidal need pairs)")
+        if min(self.encoder_layers, self.decoder_layers, self.ff_dim, self.max_positions) < 1:
+            raise ValueError("layers, ff_dim and max_positions must be positive")
+        if self.position not in POSITION_KINDS:
+            raise ValueError(f"position must be one of {POSITION_KINDS}, got {self.position!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class TransformerSeq2Seq(Seq2SeqModel):
+    """Embeds the input slots, encodes them, decodes with cross-attention, projects to logits.
+
+    Decoder inputs are the previous tokens' embeddings ("previous_token") or, with
+    decoder_input "none", a learned start vector then a learned step vector, so that the
+    decoder queries carry nothing but their position.
+    """
+
+    config_class = TransformerConfig
+    model_type = "transformer"
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.d_model
+        heads, ff_dim, dropout = config.num_heads, config.ff_dim, config.dropout
+        position, max_len = config.position, config.max_positions
+        self.embed = TokenEmbedding(config.input_vocab_sizes, dim)
+        self.encoder = TransformerEncoder(
+            dim, heads, config.encoder_layers, ff_dim, dropout, position, max_len
+        )
+        self.decoder_input = DecoderInput(config.decoder_input, config.output_vocab_size, dim)
+        self.decoder = TransformerDecoder(
+            dim, heads, config.decoder_layers, ff_dim, dropout, position, max_len
+        )
+        self.head = nn.Linear(dim, config.output_vocab_size)
+
+    def forward(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        num_steps: int | None = None,
+        tgt_in: Tensor | None = None,
+    ) -> Tensor:
+        """src (B, L, F), src_mask (B, L) -> logits (B, T, output_vocab_size)."""
+        inputs = self.decoder_input(src.shape[0], num_steps, tgt_in)  # (B, T, D)
+        memory = self.encoder(self.embed(src), src_mask)
+        return self.head(self.decoder(inputs, memory, src_mask, causal=True))

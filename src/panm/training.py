@@ -1,0 +1,339 @@
+"""Training: one plain loop for every model and task, resumable, optionally data-parallel.
+
+Data: the batch of step s is generated from (seed, s) alone, so a resumed run sees exactly the
+batches it would have seen, and in data-parallel runs every process builds the same global batch
+and keeps its own slice. Validation uses held-out examples of the *training* lengths only; the
+"best" checkpoint is the earliest with the highest validation (sequence, token) accuracy. Test
+lengths are never looked at during training.
+
+Data-parallel: under `torchrun --nproc_per_node=N`, each process trains on batch_size / N
+examples of the global batch with DistributedDataParallel (gloo on CPU, NCCL on GPU). The loss is
+normalised by the global number of target tokens, so gradients equal those of one process on
+the whole batch. Process 0 alone validates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from panm.checkpoint import (
+    load_trainer_state,
+    read_index,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from panm.evaluation import accuracy, batch_correct
+from panm.models.registry import build_model, load_model
+from panm.pretrained import atomic_write, config_from_dict
+from panm.tasks import Task, get_task
+from panm.tasks.base import Batch
+
+RUN_CONFIG = "run.json"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as DIR/run.json).
+
+    task, task_options: the task name and its constructor options (e.g. {"split": "length"}).
+    model, model_overrides: the model name and config overrides ("panm.decoy_slots": 8, ...).
+    steps: optimisation steps; minutes: optional wall-clock budget (whichever ends first;
+        time spent before a resume counts).
+    train_lengths: (min, max) main-sequence length of training examples (task default if None).
+    valid_count: held-out validation examples of training lengths, evaluated every eval_every.
+    """
+
+    task: str = "copy"
+    model: str = "panm"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    steps: int = 2000
+    minutes: float | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+    train_lengths: tuple[int, int] | None = None
+    valid_count: int = 500
+    eval_every: int = 250
+    log_every: int = 25
+    seed: int = 0
+    device: str = "cpu"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"minutes must be > 0, got {self.minutes}")
+        if self.batch_size < 1 or self.eval_every < 1 or self.log_every < 1:
+            raise ValueError("batch_size, eval_every and log_every must be >= 1")
+        if self.train_lengths is not None:
+            self.train_lengths = tuple(self.train_lengths)  # type: ignore[assignment]
+            low, high = self.train_lengths
+            if not 1 <= low <= high:
+                raise ValueError(f"train_lengths must be 1 <= min <= max, got {self.train_lengths}")
+
+
+@dataclass
+class TrainResult:
+    step: int
+    best_step: int | None
+    best_valid: dict[str, float] | None
+    elapsed_seconds: float
+    run_dir: Path
+
+
+def lengths_for(config: TrainConfig, task: Task) -> tuple[int, int]:
+    return config.train_lengths or task.default_train_lengths
+
+
+def training_batch(task: Task, config: TrainConfig, step: int) -> Batch:
+    """The global batch of `step`: a function of (seed, step) only."""
+    rng = random.Random(f"train/{config.seed}/{step}")
+    return task.batch(rng, lengths_for(config, task), config.batch_size)
+
+
+def validation_examples(task: Task, config: TrainConfig) -> list[dict]:
+    if hasattr(task, "examples"):
+        valid = task.examples("valid")  # fixed data sets (SCAN) have their own held-out part
+        if valid:
+            return valid[: config.valid_count]
+    rng = random.Random(f"valid/{config.seed}")
+    low, high = lengths_for(config, task)
+    low = max(low, task.min_length())
+    return [task.sample(rng, rng.randint(low, high)) for _ in range(config.valid_count)]
+
+
+def sequence_loss(model: nn.Module, batch: Batch, task: Task, token_count: int) -> tuple:
+    """Summed token cross entropy / `token_count`, and the logits (B, T, V)."""
+    if task.eos_id is None:
+        logits = model(batch.src, batch.src_mask, num_steps=batch.tgt.shape[1])
+    else:
+        assert task.bos_id is not None
+        tgt_in = torch.cat([torch.full_like(batch.tgt[:, :1], task.bos_id), batch.tgt[:, :-1]], 1)
+        logits = model(batch.src, batch.src_mask, tgt_in=tgt_in)
+    losses = nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt, reduction="none")
+    return (losses * batch.tgt_mask).sum() / token_count, logits
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), initialising the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), world
+
+
+def prepare_run(run_dir: Path, config: TrainConfig, resume: bool) -> TrainConfig:
+    """Checks the run directory and writes (or, on resume, reads) its run.json.
+
+    On resume the stored config is used; only `steps` and `minutes` may be raised.
+    """
+    stored = run_dir / RUN_CONFIG
+    if resume:
+        if not stored.is_file():
+            raise FileNotFoundError(f"cannot resume: {stored} not found")
+        saved = config_from_dict(TrainConfig, json.loads(stored.read_text()))
+        return dataclasses.replace(saved, steps=config.steps, minutes=config.minutes)
+    if stored.exists():
+        raise FileExistsError(f"{run_dir} already holds a run; use --resume or another --out")
+    return config
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    resume: bool = False,
+    progress: bool = True,
+    on_log: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Trains `config.model` on `config.task`, writing checkpoints and metrics to `run_dir`."""
+    run_dir = Path(run_dir)
+    rank, world = _distributed()
+    config = prepare_run(run_dir, config, resume)
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by {world} processes")
+    device = torch.device(config.device)
+    task = get_task(config.task, **config.task_options)
+
+    index = read_index(run_dir) if resume else {}
+    if resume and "latest" in index:
+        folder = resolve_checkpoint(run_dir, "latest")
+        model = load_model(folder, map_location=str(device))
+        state = load_trainer_state(folder)
+    else:
+        torch.manual_seed(config.seed)
+        model = build_model(config.model, task, config.model_overrides).to(device)
+        state = {}
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(
+            run_dir / RUN_CONFIG,
+            lambda p: p.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n"),
+        )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    step = 0
+    elapsed = 0.0
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed_seconds"]
+        torch.set_rng_state(state["rng"])
+    else:
+        torch.manual_seed(config.seed + 1)
+    if rank == 0:
+        _truncate_metrics(run_dir / METRICS, step)
+
+    trained: nn.Module = model
+    if world > 1:
+        trained = nn.parallel.DistributedDataParallel(model)
+    if config.compile:
+        trained = torch.compile(trained)  # type: ignore[assignment]
+    valid = validation_examples(task, config) if rank == 0 else []
+    writer = _tensorboard(run_dir) if rank == 0 else None
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        disable=not progress or rank != 0,
+        desc=f"{config.model} on {config.task}",
+        dynamic_ncols=True,
+    )
+    model.train()
+    started = time.monotonic() - elapsed
+    budget = config.minutes * 60 if config.minutes else math.inf
+
+    def checkpoint() -> None:
+        nonlocal index
+        if rank == 0:
+            trainer_state = {
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "elapsed_seconds": time.monotonic() - started,
+                "rng": torch.get_rng_state(),
+            }
+            index = save_checkpoint(run_dir, model, trainer_state, step, index)
+
+    try:
+        while step < config.steps and not _out_of_time(started, budget, world, device):
+            batch = training_batch(task, config, step).to(device)
+            part = _shard(batch, rank, world)
+            loss, logits = sequence_loss(trained, part, task, int(batch.tgt_mask.sum()))
+            optimizer.zero_grad(set_to_none=True)
+            (loss * world).backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            if rank == 0 and (step % config.log_every == 0 or step % config.eval_every == 0):
+                exact, _ = batch_correct(logits.argmax(-1), part)
+                record: dict[str, Any] = {
+                    "step": step,
+                    "loss": loss.item() * world,
+                    "train_sequence_accuracy": float(exact.float().mean()),
+                    "elapsed_seconds": round(time.monotonic() - started, 2),
+                }
+                if step % config.eval_every == 0 or step == config.steps:
+                    result = accuracy(model, task, valid, device=device)
+                    record["valid_sequence_accuracy"] = result.sequence_accuracy
+                    record["valid_token_accuracy"] = result.token_accuracy
+                    key = [result.sequence_accuracy, result.token_accuracy]
+                    if "best" not in index or key > index["best_valid"]:
+                        index = {**index, "best_valid": key, "best_step": step}
+                        index["best"] = f"checkpoints/step-{step:08d}"
+                    checkpoint()
+                _log(run_dir, record, writer, on_log)
+                bar.set_postfix(
+                    loss=f"{record['loss']:.3f}",
+                    acc=f"{record['train_sequence_accuracy']:.2f}",
+                    valid=f"{index.get('best_valid', [0])[0]:.2f}",
+                )
+    except KeyboardInterrupt:
+        checkpoint()
+        raise
+    finally:
+        bar.close()
+    if rank == 0 and (index.get("latest") != f"checkpoints/step-{step:08d}"):
+        if "best" not in index:
+            result = accuracy(model, task, valid, device=device)
+            index = {
+                **index,
+                "best_valid": [result.sequence_accuracy, result.token_accuracy],
+                "best_step": step,
+                "best": f"checkpoints/step-{step:08d}",
+            }
+        checkpoint()
+    if writer is not None:
+        writer.close()
+    best = index.get("best_valid")
+    return TrainResult(
+        step=step,
+        best_step=index.get("best_step"),
+        best_valid=({"sequence_accuracy": best[0], "token_accuracy": best[1]} if best else None),
+        elapsed_seconds=time.monotonic() - started,
+        run_dir=run_dir,
+    )
+
+
+def _shard(batch: Batch, rank: int, world: int) -> Batch:
+    if world == 1:
+        return batch
+    size = len(batch) // world
+    part = slice(rank * size, (rank + 1) * size)
+    return Batch(batch.src[part], batch.src_mask[part], batch.tgt[part], batch.tgt_mask[part])
+
+
+def _out_of_time(started: float, budget: float, world: int, device: torch.device) -> bool:
+    """Whether the time budget is spent, decided by process 0 for all processes."""
+    over = time.monotonic() - started >= budget
+    if world > 1:
+        flag = torch.tensor([float(over)], device=device)
+        dist.broadcast(flag, src=0)
+        over = bool(flag.item())
+    return over
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drops metric lines logged after `step` (work lost in an interruption is redone)."""
+    if not path.exists():
+        return
+    kept = [
+        line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step
+    ]
+    atomic_write(path, lambda p: p.write_text("".join(line + "\n" for line in kept)))
+
+
+def _log(run_dir: Path, record: dict, writer: Any, on_log: Callable[[dict], None] | None) -> None:
+    with open(run_dir / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if writer is not None:
+        for key, value in record.items():
+            if key != "step":
+                writer.add_scalar(key, value, record["step"])
+    if on_log is not None:
+        on_log(record)
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))

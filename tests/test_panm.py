@@ -1,0 +1,267 @@
+"""The PANM mechanism, tested directly."""
+
+import pytest
+import torch
+
+from panm import PANM, PANMConfig
+from panm.memory.addresses import AddressBank, binary_table
+from panm.memory.pointer_unit import GroupedGRUCell
+
+
+def make_panm(**overrides) -> PANM:
+    defaults = dict(memory_dim=16, output_dim=7, hidden_dim=24, pointer_dim=12, key_dim=12)
+    defaults.update(overrides)
+    return PANM(PANMConfig(**defaults))
+
+
+def random_memory(lengths, dim=16, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    memory = torch.randn(len(lengths), max(lengths), dim, generator=generator)
+    mask = torch.arange(max(lengths)).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    return memory, mask
+
+
+def test_binary_table_is_msb_first():
+    table = binary_table(4)
+    assert table.shape == (16, 4)
+    assert table[0].tolist() == [0, 0, 0, 0]
+    assert table[1].tolist() == [0, 0, 0, 1]
+    assert table[6].tolist() == [0, 1, 1, 0]
+    assert table[15].tolist() == [1, 1, 1, 1]
+    weights = 2 ** torch.arange(3, -1, -1).float()
+    assert torch.equal(table @ weights, torch.arange(16).float())
+
+
+def test_addresses_wrap_modulo_address_space():
+    bank = AddressBank(3)
+    addresses = bank(torch.tensor([6]), 4)
+    values = addresses[0] @ torch.tensor([4.0, 2.0, 1.0])
+    assert values.tolist() == [6, 7, 0, 1]
+
+
+def test_base_sampling_covers_the_whole_range():
+    bank = AddressBank(4)
+    bases = bank.sample_base(4000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    counts = torch.bincount(bases, minlength=16)
+    assert counts.numel() == 16 and (counts > 150).all()
+
+
+def test_training_samples_bases_and_evaluation_uses_zero():
+    panm = make_panm(address_bits=5)
+    memory, mask = random_memory([6, 6, 6, 6, 6, 6, 6, 6])
+    torch.manual_seed(0)
+    train_addresses = panm(memory, mask, num_steps=1).addresses
+    first = train_addresses[:, 0] @ (2 ** torch.arange(4, -1, -1).float())
+    assert len(set(first.tolist())) > 1
+    panm.eval()
+    eval_addresses = panm(memory, mask, num_steps=1).addresses
+    assert torch.equal(eval_addresses[0], binary_table(5)[:6])
+    assert torch.equal(eval_addresses, eval_addresses[:1].expand_as(eval_addresses))
+
+
+def test_base_address_override():
+    panm = make_panm(address_bits=4)
+    memory, mask = random_memory([3, 3])
+    out = panm(memory, mask, num_steps=1, base_address=torch.tensor([14, 2]))
+    assert torch.equal(out.addresses[0], binary_table(4)[[14, 15, 0]])
+    assert torch.equal(out.addresses[1], binary_table(4)[[2, 3, 4]])
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cosine", "bitwise"])
+def test_pointer_is_weighted_sum_of_addresses(similarity):
+    panm = make_panm(address_similarity=similarity, num_mode2=2).eval()
+    memory, mask = random_memory([5, 3, 4])
+    out = panm(memory, mask, num_steps=6, base_address=7)
+    expected = torch.einsum("btgl,bla->btga", out.mode1_weights, out.addresses)
+    torch.testing.assert_close(out.pointers, expected)
+    expected2 = torch.einsum("btgl,bla->btga", out.mode2_weights, out.addresses)
+    torch.testing.assert_close(out.mode2_pointers, expected2)
+    torch.testing.assert_close(out.mode1_weights.sum(-1), torch.ones(3, 6, 2))
+
+
+def test_output_shapes():
+    panm = make_panm(num_mode1=3, num_mode2=2, address_bits=6)
+    memory, mask = random_memory([9, 4])
+    out = panm(memory, mask, num_steps=5)
+    assert out.logits.shape == (2, 5, 7)
+    assert out.pointers.shape == (2, 5, 3, 6)
+    assert out.mode1_weights.shape == (2, 5, 3, 9)
+    assert out.mode2_weights.shape == (2, 5, 2, 9)
+    assert out.mode2_pointers.shape == (2, 5, 2, 6)
+    assert out.addresses.shape == (2, 9, 6)
+    assert out.controller_state.shape == (2, 24)
+
+
+def test_initial_pointers_start_at_first_and_last_valid_slot():
+    panm = make_panm(num_mode1=3).eval()
+    memory, mask = random_memory([5, 2])
+    addresses = panm.address_bank(torch.tensor([3, 9]), 5)
+    lengths = mask.sum(1)
+    start = panm.pointer_unit.initial_pointers(addresses, lengths)
+    assert torch.equal(start[:, 0], addresses[:, 0])
+    assert torch.equal(start[0, 1], addresses[0, 4])
+    assert torch.equal(start[1, 1], addresses[1, 1])
+    assert torch.equal(start[:, 2], addresses[:, 0])
+
+
+@pytest.mark.parametrize("decoys", [0, 4])
+def test_padded_slots_get_exactly_zero_weight(decoys):
+    panm = make_panm(num_mode2=1, decoy_slots=decoys)
+    memory, mask = random_memory([6, 2, 4])
+    memory[~mask] = float("nan")  # whatever an encoder leaves in padding must not leak
+    out = panm(memory, mask, num_steps=4)
+    padded = ~mask[:, None, None, :].expand_as(out.mode1_weights)
+    assert (out.mode1_weights[padded] == 0).all()
+    padded2 = ~mask[:, None, None, :].expand_as(out.mode2_weights)
+    assert (out.mode2_weights[padded2] == 0).all()
+    assert torch.isfinite(out.logits).all()
+
+
+def test_batch_invariance():
+    panm = make_panm(num_mode2=1, address_similarity="bitwise").eval()
+    lengths = [7, 3, 10, 1]
+    memory, mask = random_memory(lengths)
+    batched = panm(memory, mask, num_steps=8)
+    for i, n in enumerate(lengths):
+        alone = panm(memory[i : i + 1, :n], mask[i : i + 1, :n], num_steps=8)
+        torch.testing.assert_close(alone.logits[0], batched.logits[i], atol=1e-5, rtol=0)
+        torch.testing.assert_close(alone.pointers[0], batched.pointers[i], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            alone.mode1_weights[0], batched.mode1_weights[i, :, :, :n], atol=1e-5, rtol=0
+        )
+
+
+def test_pointer_feedback_does_not_mix_samples():
+    """The authors' code reshaped (L, B, b) as (B, L, b); changing one sample must not move another."""
+    panm = make_panm().eval()
+    memory, mask = random_memory([6, 6, 6])
+    reference = panm(memory, mask, num_steps=6)
+    memory[1] = torch.randn(6, 16)
+    changed = panm(memory, mask, num_steps=6, base_address=0)
+    torch.testing.assert_close(changed.logits[[0, 2]], reference.logits[[0, 2]])
+    torch.testing.assert_close(changed.pointers[[0, 2]], reference.pointers[[0, 2]])
+
+
+def test_decoy_slots_only_in_training_and_outside_the_window():
+    panm = make_panm(address_bits=5, decoy_slots=6)
+    memory, mask = random_memory([4, 7, 2])
+    base = torch.tensor([0, 30, 12])
+    torch.manual_seed(0)
+    slots, ids, slot_mask = panm._with_decoys(memory, mask, base, mask.sum(1))
+    assert slots.shape == (3, 13, 16) and ids.shape == (3, 13) and slot_mask.shape == (3, 13)
+    for i, n in enumerate(mask.sum(1).tolist()):
+        window = {(base[i].item() + j) % 32 for j in range(n)}
+        for decoy, valid in zip(ids[i, 7:].tolist(), slot_mask[i, 7:].tolist()):
+            flipped_from_window = any(bin(decoy ^ w).count("1") == 1 for w in window)
+            assert flipped_from_window
+            assert valid == (decoy not in window)
+    panm.eval()
+    out = panm(memory, mask, num_steps=2)
+    assert out.mode1_weights.shape[-1] == 7
+
+
+@pytest.mark.parametrize("controller_init", ["memory_sum", "memory_mean"])
+def test_gradients_reach_every_parameter(controller_init):
+    panm = make_panm(input_dim=5, controller_init=controller_init, address_similarity="cosine")
+    memory, mask = random_memory([5, 3])
+    memory.requires_grad_(True)
+    out = panm(memory, mask, inputs=torch.randn(2, 4, 5))
+    out.logits.square().sum().backward()
+    for name, param in panm.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert memory.grad[mask].abs().sum() > 0
+    assert (memory.grad[~mask] == 0).all()
+
+
+def test_given_controller_state():
+    panm = make_panm(controller_init="given").eval()
+    memory, mask = random_memory([4, 4])
+    a = panm(memory, mask, num_steps=3, controller_state=torch.zeros(2, 24))
+    b = panm(memory, mask, num_steps=3, controller_state=torch.ones(2, 24))
+    assert not torch.allclose(a.logits, b.logits)
+
+
+def test_same_seed_same_result():
+    def run():
+        torch.manual_seed(123)
+        panm = make_panm(decoy_slots=3)
+        memory, mask = random_memory([5, 8, 3])
+        return panm(memory, mask, num_steps=4).logits
+
+    torch.testing.assert_close(run(), run(), rtol=0, atol=0)
+
+
+def test_save_load_round_trip(tmp_path):
+    panm = make_panm(address_similarity="bitwise", num_mode1=3).eval()
+    panm.save_pretrained(tmp_path)
+    loaded = PANM.from_pretrained(tmp_path).eval()
+    assert loaded.config == panm.config
+    memory, mask = random_memory([5, 2])
+    torch.testing.assert_close(
+        loaded(memory, mask, num_steps=4).logits,
+        panm(memory, mask, num_steps=4).logits,
+        rtol=0,
+        atol=0,
+    )
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_grouped_gru_matches_torch_gru_cell():
+    grouped = GroupedGRUCell(2, 3, 4)
+    x, h = torch.randn(5, 2, 3), torch.randn(5, 2, 4)
+    out = grouped(x, h)
+    for g in range(2):
+        cell = torch.nn.GRUCell(3, 4)
+        with torch.no_grad():
+            cell.weight_ih.copy_(grouped.input_map.weight[g].T)
+            cell.weight_hh.copy_(grouped.hidden_map.weight[g].T)
+            cell.bias_ih.copy_(grouped.input_map.bias[g])
+            cell.bias_hh.copy_(grouped.hidden_map.bias[g])
+        torch.testing.assert_close(out[:, g], cell(x[:, g], h[:, g]))
+
+
+def test_error_memory_longer_than_address_space():
+    panm = make_panm(address_bits=4)
+    memory, mask = random_memory([17])
+    with pytest.raises(ValueError, match=r"17 slots.*address_bits=4.*address_bits >= 5"):
+        panm(memory, mask, num_steps=1)
+
+
+def test_error_mask_without_valid_slot():
+    panm = make_panm()
+    memory, mask = random_memory([3, 3])
+    mask[1] = False
+    with pytest.raises(ValueError, match=r"no valid slot in batch rows \[1\]"):
+        panm(memory, mask, num_steps=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(memory=torch.randn(2, 3, 9)), r"memory must be \(batch, slots, 16\)"),
+        (dict(memory_mask=torch.ones(2, 4, dtype=torch.bool)), "memory_mask must be"),
+        (dict(memory_mask=torch.ones(2, 3)), "memory_mask must be a bool"),
+        (dict(num_steps=None), "exactly one of num_steps and inputs"),
+        (dict(inputs=torch.randn(2, 3, 5)), "input_dim=0"),
+        (dict(num_steps=0), "must be >= 1"),
+        (dict(controller_state=torch.zeros(2, 24)), "controller_state was given"),
+    ],
+)
+def test_shape_errors(kwargs, message):
+    panm = make_panm()
+    args = dict(memory=torch.randn(2, 3, 16), memory_mask=torch.ones(2, 3, dtype=torch.bool))
+    args["num_steps"] = 2
+    args.update(kwargs)
+    if "inputs" in kwargs:
+        args["num_steps"] = None
+    with pytest.raises(ValueError, match=message):
+        panm(**args)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("address_similarity", "euclid"), ("controller_init", "zeros"), ("num_mode1", 0)],
+)
+def test_config_errors(field, value):
+    with pytest.raises(ValueError, match=field):
+        PANMConfig(**{field: value})

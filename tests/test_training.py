@@ -1,0 +1,107 @@
+"""Training loop: checkpoints, resume, interruption, model selection."""
+
+import json
+
+import pytest
+import torch
+
+from panm.checkpoint import read_index, resolve_checkpoint
+from panm.models.registry import load_model
+from panm.training import TrainConfig, train
+
+TINY_PANM = {
+    "embed_dim": 16,
+    "encoder": "none",
+    "memory_source": "embedding",
+    "panm.hidden_dim": 16,
+    "panm.pointer_dim": 8,
+    "panm.key_dim": 8,
+    "panm.address_similarity": "bitwise",
+    "panm.decoy_slots": 2,
+}
+
+
+def tiny_config(**changes) -> TrainConfig:
+    settings = dict(
+        task="copy",
+        model="panm",
+        model_overrides=TINY_PANM,
+        steps=6,
+        batch_size=8,
+        eval_every=3,
+        log_every=1,
+        valid_count=16,
+    )
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def weights(run_dir, which="latest"):
+    return load_model(resolve_checkpoint(run_dir, which)).state_dict()
+
+
+def test_train_writes_checkpoints_and_metrics(tmp_path):
+    result = train(tiny_config(), tmp_path / "run", progress=False)
+    assert result.step == 6
+    index = read_index(tmp_path / "run")
+    assert index["latest"].endswith("step-00000006")
+    assert index["best"] in (index["latest"], "checkpoints/step-00000003")
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6]
+    assert "valid_sequence_accuracy" in lines[2] and "valid_sequence_accuracy" in lines[5]
+    assert json.loads((tmp_path / "run/run.json").read_text())["steps"] == 6
+    assert not list((tmp_path / "run/checkpoints").glob(".*tmp"))
+
+
+def test_resume_continues_exactly(tmp_path):
+    train(tiny_config(), tmp_path / "straight", progress=False)
+    train(tiny_config(steps=3), tmp_path / "split", progress=False)
+    result = train(tiny_config(steps=6), tmp_path / "split", resume=True, progress=False)
+    assert result.step == 6
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+def test_interrupted_run_saves_and_resumes(tmp_path):
+    def interrupt(record):
+        if record["step"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(), tmp_path / "run", progress=False, on_log=interrupt)
+    assert read_index(tmp_path / "run")["latest"].endswith("step-00000004")
+    train(tiny_config(), tmp_path / "run", resume=True, progress=False)
+    train(tiny_config(), tmp_path / "straight", progress=False)
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "run")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    steps = [
+        json.loads(x)["step"] for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_existing_run_needs_resume(tmp_path):
+    train(tiny_config(steps=1), tmp_path / "run", progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(steps=1), tmp_path / "run", progress=False)
+
+
+def test_minutes_budget_stops_training(tmp_path):
+    result = train(tiny_config(steps=10_000, minutes=0.002), tmp_path / "run", progress=False)
+    assert 0 < result.step < 10_000
+    assert read_index(tmp_path / "run")["latest"].endswith(f"step-{result.step:08d}")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(steps=0), "steps"),
+        (dict(train_lengths=(5, 2)), "train_lengths"),
+        (dict(minutes=-1.0), "minutes"),
+    ],
+)
+def test_config_errors(changes, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**changes)
