@@ -25,8 +25,9 @@ def run_cli(capsys, *args):
 @pytest.fixture(scope="module")
 def trained_copy(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "copy"
-    assert main(["train", "--task", "copy", "--out", str(run), "--steps", "4", "--eval-every",
-                 "2", "--valid-count", "8", "--batch-size", "8", "--no-progress", *TINY]) == 0  # fmt: skip
+    args = ["train", "--task", "copy", "--out", str(run), "--steps", "4", "--eval-every", "2",
+            "--valid-count", "8", "--batch-size", "8", "--no-progress", *TINY]  # fmt: skip
+    assert main(args) == 0
     return run
 
 

@@ -94,7 +94,7 @@ def test_output_shapes():
 
 def test_initial_pointers_start_at_first_and_last_valid_slot():
     panm = make_panm(num_mode1=3).eval()
-    memory, mask = random_memory([5, 2])
+    _, mask = random_memory([5, 2])
     addresses = panm.address_bank(torch.tensor([3, 9]), 5)
     lengths = mask.sum(1)
     start = panm.pointer_unit.initial_pointers(addresses, lengths)
@@ -132,7 +132,9 @@ def test_batch_invariance():
 
 
 def test_pointer_feedback_does_not_mix_samples():
-    """The authors' code reshaped (L, B, b) as (B, L, b); changing one sample must not move another."""
+    """The authors' code reshaped (L, B, b) as (B, L, b), mixing samples' pointers.
+
+    Changing one sample must not move another's pointers or outputs."""
     panm = make_panm().eval()
     memory, mask = random_memory([6, 6, 6])
     reference = panm(memory, mask, num_steps=6)
@@ -151,7 +153,7 @@ def test_decoy_slots_only_in_training_and_outside_the_window():
     assert slots.shape == (3, 13, 16) and ids.shape == (3, 13) and slot_mask.shape == (3, 13)
     for i, n in enumerate(mask.sum(1).tolist()):
         window = {(base[i].item() + j) % 32 for j in range(n)}
-        for decoy, valid in zip(ids[i, 7:].tolist(), slot_mask[i, 7:].tolist()):
+        for decoy, valid in zip(ids[i, 7:].tolist(), slot_mask[i, 7:].tolist(), strict=True):
             flipped_from_window = any(bin(decoy ^ w).count("1") == 1 for w in window)
             assert flipped_from_window
             assert valid == (decoy not in window)

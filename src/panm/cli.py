@@ -198,6 +198,8 @@ def run_train(args: argparse.Namespace) -> int:
         config = default_train_config(args.task, args.model)
         config = _apply_flags(config, args)
     result = train(config, out, resume=args.resume, progress=not args.no_progress)
+    if result.rank != 0:
+        return 0
     best = result.best_valid or {}
     print(
         f"trained {result.step} steps in {result.elapsed_seconds:.0f}s; best validation "

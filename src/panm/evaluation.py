@@ -56,6 +56,35 @@ def batch_correct(predicted: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, 
 
 
 @torch.no_grad()
+def score(
+    model: Seq2SeqModel,
+    task: Task,
+    examples: list[dict],
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> list[tuple[bool, int, int]]:
+    """Per example: (exact match, correct target tokens, target tokens), in eval mode."""
+    was_training = model.training
+    model.eval()
+    scores: list[tuple[bool, int, int]] = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        batch = collate([task.encode(e) for e in chunk]).to(device)
+        exact, hits = batch_correct(predict_ids(model, task, batch), batch)
+        totals = batch.tgt_mask.sum(dim=1)
+        scores.extend(zip(exact.tolist(), hits.tolist(), totals.tolist(), strict=True))
+    model.train(was_training)
+    return scores
+
+
+def summarize(scores: list[tuple[bool, int, int]]) -> Accuracy:
+    return Accuracy(
+        sequence_accuracy=sum(s[0] for s in scores) / len(scores),
+        token_accuracy=sum(s[1] for s in scores) / sum(s[2] for s in scores),
+        count=len(scores),
+    )
+
+
 def accuracy(
     model: Seq2SeqModel,
     task: Task,
@@ -63,19 +92,8 @@ def accuracy(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
 ) -> Accuracy:
-    """Exact-match and token accuracy of `model` on `examples` (in eval mode)."""
-    was_training = model.training
-    model.eval()
-    exact_total, token_hits, token_total = 0, 0, 0
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        batch = collate([task.encode(e) for e in chunk]).to(device)
-        exact, hits = batch_correct(predict_ids(model, task, batch), batch)
-        exact_total += int(exact.sum())
-        token_hits += int(hits.sum())
-        token_total += int(batch.tgt_mask.sum())
-    model.train(was_training)
-    return Accuracy(exact_total / len(examples), token_hits / token_total, len(examples))
+    """Exact-match and token accuracy of `model` on `examples`."""
+    return summarize(score(model, task, examples, batch_size, device))
 
 
 def evaluate_lengths(
@@ -86,12 +104,28 @@ def evaluate_lengths(
     seed: int = 0,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
-) -> dict[int, Accuracy]:
-    """Accuracy at each test length on `count` fresh examples of that length."""
-    return {
-        length: accuracy(model, task, fresh_examples(task, length, count, seed), batch_size, device)
-        for length in lengths
-    }
+) -> dict[int | str, Accuracy]:
+    """Accuracy at each test length.
+
+    Generated tasks: `count` fresh examples of each length. Data-set tasks (SCAN): every test
+    example whose target has that length, plus "all" for the whole test set (`count` unused).
+    """
+    test_set = task.examples("test")
+    if test_set is None:
+        return {
+            length: accuracy(
+                model, task, fresh_examples(task, length, count, seed), batch_size, device
+            )
+            for length in lengths
+        }
+    scores = score(model, task, test_set, batch_size, device)
+    results: dict[int | str, Accuracy] = {}
+    for length in lengths:
+        chosen = [s for s, e in zip(scores, test_set, strict=True) if len(e["target"]) == length]
+        if chosen:
+            results[length] = summarize(chosen)
+    results["all"] = summarize(scores)
+    return results
 
 
 @torch.no_grad()

@@ -96,6 +96,7 @@ class TrainResult:
     best_valid: dict[str, float] | None
     elapsed_seconds: float
     run_dir: Path
+    rank: int = 0  # this process's rank in data-parallel training (0 reports)
 
 
 def lengths_for(config: TrainConfig, task: Task) -> tuple[int, int]:
@@ -109,10 +110,9 @@ def training_batch(task: Task, config: TrainConfig, step: int) -> Batch:
 
 
 def validation_examples(task: Task, config: TrainConfig) -> list[dict]:
-    if hasattr(task, "examples"):
-        valid = task.examples("valid")  # fixed data sets (SCAN) have their own held-out part
-        if valid:
-            return valid[: config.valid_count]
+    valid = task.examples("valid")  # data-set tasks (SCAN) have their own held-out part
+    if valid:
+        return valid[: config.valid_count]
     rng = random.Random(f"valid/{config.seed}")
     low, high = lengths_for(config, task)
     low = max(low, task.min_length())
@@ -169,6 +169,8 @@ def train(
     run_dir = Path(run_dir)
     rank, world = _distributed()
     config = prepare_run(run_dir, config, resume)
+    if world > 1:
+        dist.barrier()  # every process checks the run directory before process 0 writes to it
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by {world} processes")
     device = torch.device(config.device)
@@ -289,6 +291,7 @@ def train(
         best_valid=({"sequence_accuracy": best[0], "token_accuracy": best[1]} if best else None),
         elapsed_seconds=time.monotonic() - started,
         run_dir=run_dir,
+        rank=rank,
     )
 
 

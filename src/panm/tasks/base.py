@@ -103,6 +103,11 @@ class Task(ABC):
     def decode_output(self, ids: list[int]) -> list:
         """JSON values for a predicted list of output ids (cut at `eos_id` where there is one)."""
 
+    def examples(self, part: str) -> list[dict] | None:
+        """The fixed examples of `part` ("train", "valid" or "test") of a task built on a data
+        set (SCAN); None for generated tasks, whose examples are drawn fresh."""
+        return None
+
     def copy_map(self) -> tuple[int, ...]:
         """For each field-0 input id, the output id of the same symbol, or -1 if it has none.
 

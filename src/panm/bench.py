@@ -1,0 +1,613 @@
+"""The benchmark matrix: every (task, model or variant, seed) run, trained, tested and reported.
+
+A :class:`BenchConfig` (a JSON file, or the :data:`QUICK` preset) names tasks, models, named
+variants (ablations, e.g. PANM without base sampling) and seeds. :func:`run_bench` trains each
+run with the model's default recipe (:func:`panm.recipes.default_train_config`) updated with the
+bench settings, tests its best checkpoint (chosen on training-length validation only) at every
+test length, and keeps everything on disk::
+
+    OUT/bench.json                                the BenchConfig of the latest run_bench
+    OUT/runs/<task>/<row>/seed-<s>/               the training run (see panm.checkpoint)
+    OUT/runs/<task>/<row>/seed-<s>/result.json    its results, written last, atomically
+    OUT/runs/<task>/<row>/seed-<s>/error.txt      the traceback of its latest failed attempt
+    OUT/results.{json,csv,md}, OUT/plot_<task>.png    the report (panm.report)
+
+A *row* is a model name or a variant name. Runs are resumable: a run whose result.json was made
+with the same settings is not recomputed; any other run whose directory holds a run is resumed
+(its training continues from the latest checkpoint, or ends at once if already complete, and it is
+tested again). Runs execute `jobs` at a time, each in its own spawned process with one torch
+thread; a failed run is recorded and reported at the end, and the others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import re
+import shlex
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from panm.checkpoint import load_checkpoint_model
+from panm.evaluation import evaluate_lengths
+from panm.models.registry import MODEL_NAMES, model_config
+from panm.pretrained import atomic_write
+from panm.recipes import default_train_config
+from panm.report import format_duration, write_report
+from panm.tasks import TASK_NAMES, get_task
+from panm.training import RUN_CONFIG, TrainConfig, train
+
+RESULT_NAME = "result.json"
+ERROR_NAME = "error.txt"
+CONFIG_NAME = "bench.json"
+TEST_SEED = 0
+"""Seed of the test examples: every row and training seed is tested on the same examples."""
+UNLIMITED_STEPS = 10**9
+"""The step budget of runs limited by `minutes` alone."""
+MANAGED_TRAIN_FIELDS = frozenset(
+    {"task", "model", "seed", "steps", "minutes", "batch_size", "model_overrides"}
+)
+"""TrainConfig fields the bench sets itself (not allowed in `train_options`)."""
+_ROW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+# Checks of config values, with messages that name the setting (used by BenchConfig).
+
+
+def _check_names(what: str, names: Any, known: tuple[str, ...]) -> None:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{what} must be a list of names, got {names!r}")
+    for name in names:
+        if name not in known:
+            raise ValueError(f"{what}: unknown name {name!r}; choose from: {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} lists a name twice: {names}")
+
+
+def _check_int_list(what: str, values: Any, minimum: int | None) -> None:
+    if not isinstance(values, list) or not all(_is_int(v) for v in values):
+        raise ValueError(f"{what} must be a list of integers, got {values!r}")
+    if minimum is not None and any(v < minimum for v in values):
+        raise ValueError(f"{what} must be >= {minimum}, got {values}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} lists a value twice: {values}")
+
+
+def _check_number(
+    what: str, value: Any, kind: type | tuple[type, ...], minimum: float, strict: bool = False
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        raise ValueError(f"{what} must be {'>' if strict else '>='} {minimum}, got {value}")
+
+
+def _check_mapping(what: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object, got {value!r}")
+
+
+def _check_variant(name: Any, variant: Any) -> None:
+    if not isinstance(name, str) or not _ROW_NAME.fullmatch(name):
+        raise ValueError(f"variant name {name!r} must be letters, digits and _ . + - only")
+    if name in MODEL_NAMES:
+        raise ValueError(f"variant name {name!r} is a model name; choose another")
+    _check_mapping(f"variants[{name!r}]", variant)
+    unknown = sorted(set(variant) - {"model", "overrides"})
+    if unknown:
+        raise ValueError(f"variants[{name!r}]: unknown key(s) {unknown}; known: model, overrides")
+    if variant.get("model") not in MODEL_NAMES:
+        raise ValueError(
+            f"variants[{name!r}]: model must be one of: {', '.join(MODEL_NAMES)}, "
+            f"got {variant.get('model')!r}"
+        )
+    _check_mapping(f"variants[{name!r}].overrides", variant.get("overrides", {}))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass
+class BenchConfig:
+    """What to benchmark (saved as OUT/bench.json; read from JSON with :func:`load_config`).
+
+    tasks, models: task names and model names (see `panm.tasks`, `panm.models.registry`).
+    seeds: training seeds; every (task, row) is trained once per seed.
+    steps, minutes: the per-run budget (whichever ends first). steps None: the recipe's steps,
+        or no step limit when `minutes` is given.
+    batch_size: training batch size (None: the recipe's).
+    test_lengths: test lengths (None: each task's default); test_count: examples per length.
+    model_overrides: model name -> model settings merged over the recipe's, for every row of
+        that model (variants included), e.g. {"lstm": {"hidden_dim": 256}}.
+    variants: extra rows, name -> {"model": NAME, "overrides": {...}}; the overrides are merged
+        last, e.g. {"panm-no-base-sampling": {"model": "panm",
+        "overrides": {"panm.base_sampling": false}}}.
+    train_options: other TrainConfig fields for every run (lr, eval_every, valid_count,
+        train_lengths, task_options, device, ...).
+    """
+
+    tasks: list[str]
+    models: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int | None = None
+    minutes: float | None = None
+    batch_size: int | None = None
+    test_lengths: list[int] | None = None
+    test_count: int = 500
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_names("tasks", self.tasks, TASK_NAMES)
+        if not self.tasks:
+            raise ValueError("tasks must list at least one task")
+        _check_names("models", self.models, MODEL_NAMES)
+        _check_int_list("seeds", self.seeds, minimum=None)
+        if not self.seeds:
+            raise ValueError("seeds must list at least one seed")
+        if self.steps is not None:
+            _check_number("steps", self.steps, int, minimum=1)
+        if self.minutes is not None:
+            _check_number("minutes", self.minutes, (int, float), minimum=0, strict=True)
+        if self.batch_size is not None:
+            _check_number("batch_size", self.batch_size, int, minimum=1)
+        if self.test_lengths is not None:
+            _check_int_list("test_lengths", self.test_lengths, minimum=1)
+            if not self.test_lengths:
+                raise ValueError("test_lengths must list at least one length (or be null)")
+        _check_number("test_count", self.test_count, int, minimum=1)
+        _check_mapping("model_overrides", self.model_overrides)
+        for name, overrides in self.model_overrides.items():
+            if name not in MODEL_NAMES:
+                known = ", ".join(MODEL_NAMES)
+                raise ValueError(f"model_overrides: unknown model {name!r}; choose from: {known}")
+            _check_mapping(f"model_overrides[{name!r}]", overrides)
+        _check_mapping("variants", self.variants)
+        for name, variant in self.variants.items():
+            _check_variant(name, variant)
+        if not self.models and not self.variants:
+            raise ValueError("give at least one model or variant")
+        _check_mapping("train_options", self.train_options)
+        known = {f.name for f in dataclasses.fields(TrainConfig)} - MANAGED_TRAIN_FIELDS
+        for key in self.train_options:
+            if key not in known:
+                raise ValueError(
+                    f"train_options: unknown or bench-managed setting {key!r}; "
+                    f"known: {', '.join(sorted(known))}"
+                )
+
+    @classmethod
+    def from_dict(cls, data: Any) -> BenchConfig:
+        """The config of a JSON object; unknown keys and missing required ones are errors."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a bench config must be a JSON object, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(
+                f"unknown bench setting(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(fields)}"
+            )
+        missing = [
+            name
+            for name, f in fields.items()
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and name not in data
+        ]
+        if missing:
+            raise ValueError(f"missing bench setting(s): {', '.join(missing)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def rows(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(row name, model name, variant overrides) of every row: models first, then variants."""
+        plain = [(model, model, {}) for model in self.models]
+        extra = [
+            (name, v["model"], dict(v.get("overrides", {}))) for name, v in self.variants.items()
+        ]
+        return plain + extra
+
+
+QUICK = BenchConfig(
+    tasks=["copy", "reverse"],
+    models=["panm", "lstm", "attention", "transformer"],
+    seeds=[0],
+    steps=2000,
+    minutes=2.0,
+    test_lengths=[11, 22, 44, 88],
+    test_count=200,
+)
+"""The quick bench (also configs/quick.json): 8 runs of at most 2 minutes each, about 10 minutes
+with 2 jobs."""
+
+
+def load_config(path: str | os.PathLike) -> BenchConfig:
+    """Reads a bench config JSON file; ValueError (naming the file) if it is not valid."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"bench config {path} not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    try:
+        return BenchConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the matrix: its training config and how it is tested."""
+
+    task: str
+    row: str
+    seed: int
+    train: TrainConfig
+    variant_overrides: dict[str, Any]
+    test_lengths: tuple[int, ...]
+    test_count: int
+
+    @property
+    def path(self) -> Path:
+        """The run directory, relative to the bench's output directory."""
+        return Path("runs", self.task, self.row, f"seed-{self.seed}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}/{self.row}/seed-{self.seed}"
+
+    def settings(self) -> dict[str, Any]:
+        """Everything the result depends on, as JSON values (stored in result.json)."""
+        return _jsonable(
+            {
+                "train": dataclasses.asdict(self.train),
+                "test_lengths": list(self.test_lengths),
+                "test_count": self.test_count,
+                "test_seed": TEST_SEED,
+            }
+        )
+
+
+def plan_runs(config: BenchConfig) -> list[RunSpec]:
+    """Every run of `config`, seed by seed (a complete table per seed comes first).
+
+    Checks each row's model settings on each task, so a typo fails here, before any training.
+    """
+    task_options = config.train_options.get("task_options", {})
+    tasks = {name: get_task(name, **task_options) for name in config.tasks}
+    budget: dict[str, Any] = {"minutes": config.minutes}
+    if config.steps is not None:
+        budget["steps"] = config.steps
+    elif config.minutes is not None:
+        budget["steps"] = UNLIMITED_STEPS
+    if config.batch_size is not None:
+        budget["batch_size"] = config.batch_size
+    specs = []
+    for seed in config.seeds:
+        for task_name, task in tasks.items():
+            for row, model, variant_overrides in config.rows():
+                recipe = default_train_config(task_name, model)
+                overrides = {
+                    **recipe.model_overrides,
+                    **config.model_overrides.get(model, {}),
+                    **variant_overrides,
+                }
+                try:
+                    model_config(model, task, overrides)
+                except (TypeError, ValueError) as error:
+                    raise ValueError(f"row {row!r} on task {task_name!r}: {error}") from error
+                train_config = dataclasses.replace(
+                    recipe,
+                    **config.train_options,
+                    **budget,
+                    seed=seed,
+                    model_overrides=overrides,
+                )
+                lengths = config.test_lengths or list(task.default_test_lengths)
+                specs.append(
+                    RunSpec(
+                        task_name,
+                        row,
+                        seed,
+                        train_config,
+                        variant_overrides,
+                        tuple(lengths),
+                        config.test_count,
+                    )
+                )
+    return specs
+
+
+def execute_run(spec: RunSpec, out_dir: Path, progress: bool = False) -> dict[str, Any]:
+    """Trains (or resumes) one run, tests its best checkpoint and writes its result.json."""
+    run_dir = out_dir / spec.path
+    resume = (run_dir / RUN_CONFIG).is_file()
+    if resume:
+        _check_same_run(run_dir, spec.train)
+    trained = train(spec.train, run_dir, resume=resume, progress=progress)
+    task = get_task(spec.train.task, **spec.train.task_options)
+    model = load_checkpoint_model(run_dir, "best", spec.train.device)
+    started = time.monotonic()
+    accuracies = evaluate_lengths(
+        model,
+        task,
+        list(spec.test_lengths),
+        spec.test_count,
+        TEST_SEED,
+        device=spec.train.device,
+    )
+    best = trained.best_valid or {}
+    result = {
+        "task": spec.task,
+        "row": spec.row,
+        "model": spec.train.model,
+        "seed": spec.seed,
+        "variant_overrides": spec.variant_overrides,
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_seconds": round(trained.elapsed_seconds, 2),
+        "test_seconds": round(time.monotonic() - started, 2),
+        "steps": trained.step,
+        "best_step": trained.best_step,
+        "valid_sequence_accuracy": best.get("sequence_accuracy"),
+        "valid_token_accuracy": best.get("token_accuracy"),
+        "train_lengths": list(spec.train.train_lengths or task.default_train_lengths),
+        "test": [{"length": length, **acc.as_dict()} for length, acc in accuracies.items()],
+        "run_dir": spec.path.as_posix(),
+        "settings": spec.settings(),
+    }
+    atomic_write(run_dir / RESULT_NAME, lambda p: p.write_text(json.dumps(result, indent=2) + "\n"))
+    return result
+
+
+def finished_result(spec: RunSpec, out_dir: Path) -> dict[str, Any] | None:
+    """The run's stored result if it was made with the run's current settings, else None."""
+    path = out_dir / spec.path / RESULT_NAME
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return result if result.get("settings") == spec.settings() else None
+
+
+def run_bench(
+    config: BenchConfig,
+    out_dir: str | os.PathLike,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Runs every run of `config` not yet done, `jobs` at a time; one outcome per run.
+
+    An outcome is the run's result dict, or for a failed run {"task", "row", "model", "seed",
+    "run_dir", "error"} (its traceback is in the run's error.txt). jobs=None: one per CPU core;
+    jobs=1 runs in this process (with its torch thread settings) instead of spawned processes.
+    """
+    jobs = jobs if jobs is not None else os.cpu_count() or 1
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    out_dir = Path(out_dir)
+    specs = plan_runs(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(
+        out_dir / CONFIG_NAME,
+        lambda p: p.write_text(json.dumps(config.to_dict(), indent=2) + "\n"),
+    )
+    outcomes: dict[str, dict[str, Any]] = {}
+    todo = []
+    for spec in specs:
+        result = finished_result(spec, out_dir)
+        if result is None:
+            todo.append(spec)
+        else:
+            outcomes[spec.label] = result
+    reporter = _Progress(len(specs), len(outcomes), jobs, config.minutes, progress)
+    for spec in todo:  # a stale result or error must not outlive the new attempt
+        (out_dir / spec.path / RESULT_NAME).unlink(missing_ok=True)
+        (out_dir / spec.path / ERROR_NAME).unlink(missing_ok=True)
+    if jobs == 1:
+        for spec in todo:
+            reporter.started(spec)
+            try:
+                outcome = execute_run(spec, out_dir, progress=progress)
+            except Exception:
+                _record_error(out_dir / spec.path, traceback.format_exc())
+                outcome = _collect(spec, out_dir, exitcode=1)
+            outcomes[spec.label] = outcome
+            reporter.finished(spec, outcome)
+    else:
+        for spec, outcome in _run_in_processes(todo, out_dir, jobs, reporter):
+            outcomes[spec.label] = outcome
+    return [outcomes[spec.label] for spec in specs]
+
+
+def _run_in_processes(
+    specs: list[RunSpec], out_dir: Path, jobs: int, reporter: _Progress
+) -> list[tuple[RunSpec, dict[str, Any]]]:
+    """Runs `specs`, at most `jobs` spawned processes at a time; their outcomes as they end.
+
+    On KeyboardInterrupt (which the processes receive too: they save a checkpoint and stop) the
+    running processes are given a minute to end, then terminated.
+    """
+    context = multiprocessing.get_context("spawn")
+    queue = list(specs)
+    running: dict[Any, tuple[Any, RunSpec]] = {}
+    outcomes = []
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                spec = queue.pop(0)
+                process = context.Process(
+                    target=_process_main, args=(spec, out_dir), name=f"panm-bench {spec.label}"
+                )
+                process.start()
+                running[process.sentinel] = (process, spec)
+                reporter.started(spec)
+            for sentinel in wait(list(running)):
+                process, spec = running.pop(sentinel)
+                process.join()
+                outcome = _collect(spec, out_dir, process.exitcode)
+                outcomes.append((spec, outcome))
+                reporter.finished(spec, outcome)
+    finally:
+        for process, _ in running.values():
+            process.join(timeout=60)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    return outcomes
+
+
+def _process_main(spec: RunSpec, out_dir: Path) -> None:
+    """Entry point of a run's process: one torch thread; errors go to the run's error.txt."""
+    torch.set_num_threads(1)
+    try:
+        execute_run(spec, out_dir)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception:
+        _record_error(out_dir / spec.path, traceback.format_exc())
+        sys.exit(1)
+
+
+def _collect(spec: RunSpec, out_dir: Path, exitcode: int | None) -> dict[str, Any]:
+    """The outcome of an attempted run: its result, or what went wrong."""
+    result = finished_result(spec, out_dir)
+    if result is not None:
+        return result
+    run_dir = out_dir / spec.path
+    error_file = run_dir / ERROR_NAME
+    if not error_file.is_file():
+        _record_error(run_dir, f"the run's process ended with exit code {exitcode} and no result\n")
+    lines = [line for line in error_file.read_text().splitlines() if line.strip()]
+    return {
+        "task": spec.task,
+        "row": spec.row,
+        "model": spec.train.model,
+        "seed": spec.seed,
+        "run_dir": spec.path.as_posix(),
+        "error": lines[-1] if lines else "unknown error",
+    }
+
+
+def _record_error(run_dir: Path, text: str) -> None:
+    atomic_write(run_dir / ERROR_NAME, lambda p: p.write_text(text))
+
+
+def _check_same_run(run_dir: Path, config: TrainConfig) -> None:
+    """Raises ValueError if `run_dir` holds a run of other settings (budgets may differ)."""
+    stored = json.loads((run_dir / RUN_CONFIG).read_text())
+    planned = _jsonable(dataclasses.asdict(config))
+    differing = sorted(
+        key
+        for key in set(stored) | set(planned)
+        if key not in ("steps", "minutes") and stored.get(key) != planned.get(key)
+    )
+    if differing:
+        raise ValueError(
+            f"{run_dir} holds a run with other settings ({', '.join(differing)}); "
+            "delete it to start that run over"
+        )
+
+
+class _Progress:
+    """One line per started and finished run on standard error, with an ETA."""
+
+    def __init__(
+        self, total: int, done: int, jobs: int, minutes: float | None, enabled: bool
+    ) -> None:
+        self.total, self.done, self.failed, self.jobs = total, done, 0, jobs
+        self.enabled = enabled
+        self.guess = minutes * 60 if minutes else None  # seconds per run before one ends
+        self.durations: list[float] = []
+        self.starts: dict[str, float] = {}
+        self._print(
+            f"{total} runs, {done} already done, {total - done} to do, up to {jobs} at a time"
+        )
+
+    def started(self, spec: RunSpec) -> None:
+        self.starts[spec.label] = time.monotonic()
+        self._print(f"[{self.done}/{self.total}] started {spec.label}")
+
+    def finished(self, spec: RunSpec, outcome: dict[str, Any]) -> None:
+        seconds = time.monotonic() - self.starts.pop(spec.label)
+        self.durations.append(seconds)
+        self.done += 1
+        if "error" in outcome:
+            self.failed += 1
+            status = f"FAILED: {outcome['error']} (see {outcome['run_dir']}/{ERROR_NAME})"
+        else:
+            tests = ", ".join(
+                f"{t['length']}: {t['sequence_accuracy']:.2f}" for t in outcome["test"]
+            )
+            status = f"valid {outcome['valid_sequence_accuracy']:.3f}; test {tests}"
+        failed = f", {self.failed} failed" if self.failed else ""
+        took = format_duration(seconds)
+        self._print(
+            f"[{self.done}/{self.total}{failed}] {spec.label} in {took}: {status}; {self._eta()}"
+        )
+
+    def _eta(self) -> str:
+        remaining = self.total - self.done
+        if not remaining:
+            return "all done"
+        per_run = sum(self.durations) / len(self.durations) if self.durations else self.guess
+        if per_run is None:
+            return "ETA unknown"
+        return f"ETA ~{format_duration(per_run * remaining / min(self.jobs, remaining))}"
+
+    def _print(self, message: str) -> None:
+        if self.enabled:
+            print(f"panm bench: {message}", file=sys.stderr, flush=True)
+
+
+def bench_command(config_path: str | None, quick: bool, out: str, jobs: int | None) -> str:
+    """The `panm bench` command line equivalent to these arguments."""
+    words = ["panm", "bench"]
+    if config_path:
+        words.append(config_path)
+    if quick:
+        words.append("--quick")
+    words += ["--out", out]
+    if jobs is not None:
+        words += ["--jobs", str(jobs)]
+    return shlex.join(words)
+
+
+def bench_main(
+    config_path: str | None, quick: bool, out: str, jobs: int | None, progress: bool
+) -> int:
+    """`panm bench [CONFIG] [--quick] [--out DIR] [--jobs N]`: runs, reports, prints the tables.
+
+    Returns 0, or 1 if some runs failed (the report then covers the others and lists them).
+    """
+    if quick == bool(config_path):
+        raise ValueError("give either a bench config file or --quick")
+    config = QUICK if quick else load_config(str(config_path))
+    torch.set_num_threads(1)  # for jobs=1 (in-process runs); spawned runs set their own
+    outcomes = run_bench(config, out, jobs, progress)
+    print(write_report(out, bench_command(config_path, quick, out, jobs)))
+    failed = [o for o in outcomes if "error" in o]
+    for outcome in failed:
+        print(f"panm: run {outcome['run_dir']} failed: {outcome['error']}", file=sys.stderr)
+    if failed:
+        print(f"panm: {len(failed)} of {len(outcomes)} runs failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))

@@ -1,0 +1,288 @@
+"""The benchmark matrix (panm.bench) and its report (panm.report), on tiny runs."""
+
+import csv
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import panm.bench
+from panm.bench import (
+    QUICK,
+    BenchConfig,
+    bench_main,
+    load_config,
+    plan_runs,
+    run_bench,
+)
+from panm.report import load_results, summarize, write_report
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY = {
+    "tasks": ["copy"],
+    "models": ["panm", "lstm"],
+    "seeds": [0, 1],
+    "steps": 2,
+    "batch_size": 4,
+    "test_lengths": [3, 12],
+    "test_count": 4,
+    "model_overrides": {
+        "panm": {"embed_dim": 16, "panm.hidden_dim": 16, "panm.pointer_dim": 8, "panm.key_dim": 8},
+        "lstm": {"hidden_dim": 16},
+    },
+    "variants": {
+        "panm-no-base-sampling": {"model": "panm", "overrides": {"panm.base_sampling": False}}
+    },
+    "train_options": {"valid_count": 4, "eval_every": 2, "log_every": 1},
+}
+ROWS = ("panm", "lstm", "panm-no-base-sampling")
+
+
+def tiny_config(**changes) -> BenchConfig:
+    return BenchConfig.from_dict({**TINY, **changes})
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """A finished tiny bench (3 rows x 2 seeds), run once for the module; copy it to change it."""
+    out = tmp_path_factory.mktemp("bench")
+    outcomes = run_bench(tiny_config(), out, jobs=1, progress=False)
+    return out, outcomes
+
+
+def copy_of(tiny_bench, tmp_path) -> Path:
+    out = tmp_path / "bench"
+    shutil.copytree(tiny_bench[0], out)
+    return out
+
+
+def count_train_calls(monkeypatch) -> list[bool]:
+    """Counts calls of the bench's `train`, recording each call's `resume` flag."""
+    calls: list[bool] = []
+    real = panm.bench.train
+
+    def counting(config, run_dir, resume=False, progress=True):
+        calls.append(resume)
+        return real(config, run_dir, resume=resume, progress=progress)
+
+    monkeypatch.setattr(panm.bench, "train", counting)
+    return calls
+
+
+def test_tiny_bench_writes_every_file(tiny_bench):
+    out, outcomes = tiny_bench
+    assert len(outcomes) == 6 and not [o for o in outcomes if "error" in o]
+    assert [(o["seed"], o["row"]) for o in outcomes] == [(s, r) for s in (0, 1) for r in ROWS]
+    result = json.loads((out / "runs/copy/panm-no-base-sampling/seed-1/result.json").read_text())
+    assert result["model"] == "panm" and result["steps"] == 2 and result["best_step"] == 2
+    assert result["variant_overrides"] == {"panm.base_sampling": False}
+    assert result["settings"]["train"]["model_overrides"]["panm.base_sampling"] is False
+    assert result["settings"]["train"]["model_overrides"]["panm.decoy_slots"] == 8  # the recipe's
+    assert [t["length"] for t in result["test"]] == [3, 12]
+    assert all(t["count"] == 4 for t in result["test"])
+    assert result["params"] > 0 and result["train_seconds"] > 0
+    assert json.loads((out / "bench.json").read_text()) == tiny_config().to_dict()
+
+    markdown = write_report(out, "panm bench tiny.json --out x")
+    for name in ("results.json", "results.csv", "results.md", "plot_copy.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "results.md").read_text() == markdown
+    assert "`panm bench tiny.json --out x`" in markdown and "## copy" in markdown
+    assert "| 3 | 12 |" in markdown
+    table_rows = [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ")]
+    assert table_rows == ["| row", "| panm", "| panm-no-base-sampling", "| lstm"]
+    assert "- panm-no-base-sampling: panm with panm.base_sampling=false" in markdown
+    with open(out / "results.csv") as f:
+        lines = list(csv.DictReader(f))
+    assert len(lines) == 6 and {"sequence_accuracy@12", "token_accuracy@3"} <= set(lines[0])
+    assert len(json.loads((out / "results.json").read_text())) == 6
+
+
+def test_second_run_recomputes_nothing(tiny_bench, tmp_path, monkeypatch):
+    out = copy_of(tiny_bench, tmp_path)
+    results = sorted(out.glob("runs/*/*/*/result.json"))
+    before = [p.stat().st_mtime_ns for p in results]
+    calls = count_train_calls(monkeypatch)
+    outcomes = run_bench(tiny_config(), out, jobs=1, progress=False)
+    assert calls == []
+    assert [p.stat().st_mtime_ns for p in results] == before
+    assert outcomes == tiny_bench[1]
+
+
+def test_run_without_result_is_resumed(tiny_bench, tmp_path, monkeypatch):
+    out = copy_of(tiny_bench, tmp_path)
+    (out / "runs/copy/lstm/seed-1/result.json").unlink()
+    calls = count_train_calls(monkeypatch)
+    outcomes = run_bench(tiny_config(), out, jobs=1, progress=False)
+    assert calls == [True]
+    assert outcomes == [*tiny_bench[1][:4], outcomes[4], *tiny_bench[1][5:]]
+    assert outcomes[4]["test"] == tiny_bench[1][4]["test"]  # same checkpoint, same examples
+
+
+def test_raised_budget_continues_training(tiny_bench, tmp_path, monkeypatch):
+    out = copy_of(tiny_bench, tmp_path)
+    calls = count_train_calls(monkeypatch)
+    config = tiny_config(steps=3, models=["lstm"], variants={})
+    outcomes = run_bench(config, out, jobs=1, progress=False)
+    assert calls == [True, True] and [o["steps"] for o in outcomes] == [3, 3]
+
+
+def test_changed_run_settings_fail_that_run_only(tiny_bench, tmp_path):
+    out = copy_of(tiny_bench, tmp_path)
+    overrides = {**TINY["model_overrides"], "lstm": {"hidden_dim": 8}}
+    outcomes = run_bench(tiny_config(model_overrides=overrides), out, jobs=1, progress=False)
+    failed = [o for o in outcomes if "error" in o]
+    assert [o["row"] for o in failed] == ["lstm", "lstm"]
+    assert "holds a run with other settings (model_overrides)" in failed[0]["error"]
+    assert (out / failed[0]["run_dir"] / "error.txt").is_file()
+    assert "## Failed runs" in write_report(out, "panm bench")
+
+
+def test_failed_run_is_reported_and_the_rest_go_on(tmp_path, monkeypatch, capsys):
+    real = panm.bench.train
+
+    def broken_lstm(config, run_dir, resume=False, progress=True):
+        if config.model == "lstm":
+            raise RuntimeError("lstm exploded")
+        return real(config, run_dir, resume=resume, progress=progress)
+
+    monkeypatch.setattr(panm.bench, "train", broken_lstm)
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps({**TINY, "seeds": [0], "variants": {}}))
+    out = tmp_path / "out"
+    assert bench_main(str(config_file), False, str(out), 1, True) == 1
+    captured = capsys.readouterr()
+    assert "| panm |" in captured.out and "- runs/copy/lstm/seed-0: RuntimeError" in captured.out
+    assert "[2/2, 1 failed] copy/lstm/seed-0" in captured.err
+    assert "1 of 2 runs failed" in captured.err
+    assert "lstm exploded" in (out / "runs/copy/lstm/seed-0/error.txt").read_text()
+
+    monkeypatch.setattr(panm.bench, "train", real)  # fixed: only the failed run is redone
+    assert bench_main(str(config_file), False, str(out), 1, False) == 0
+    assert not (out / "runs/copy/lstm/seed-0/error.txt").exists()
+    assert "Failed runs" not in capsys.readouterr().out
+
+
+def test_parallel_runs_in_spawned_processes(tmp_path):
+    config = tiny_config(models=["lstm"], variants={}, seeds=[0, 1])
+    outcomes = run_bench(config, tmp_path, jobs=2, progress=False)
+    assert [(o["row"], o["seed"], "error" in o) for o in outcomes] == [
+        ("lstm", 0, False),
+        ("lstm", 1, False),
+    ]
+    assert run_bench(config, tmp_path, jobs=2, progress=False) == outcomes
+
+
+def hand_made_result(row: str, seed: int, sequence: list[float], token: list[float]) -> dict:
+    return {
+        "task": "reverse",
+        "row": row,
+        "model": "lstm",
+        "seed": seed,
+        "variant_overrides": {},
+        "params": 1000,
+        "train_seconds": 60.0 * (seed + 1),
+        "test_seconds": 1.0,
+        "steps": 10,
+        "best_step": 10,
+        "valid_sequence_accuracy": 1.0,
+        "valid_token_accuracy": 1.0,
+        "train_lengths": [1, 10],
+        "test": [
+            {"length": n, "sequence_accuracy": s, "token_accuracy": t, "count": 100}
+            for n, s, t in zip((11, 22), sequence, token, strict=True)
+        ],
+        "run_dir": f"runs/reverse/{row}/seed-{seed}",
+        "settings": {},
+    }
+
+
+def test_report_statistics(tmp_path):
+    results = [
+        hand_made_result("lstm", 0, [0.5, 0.0], [0.8, 0.3]),
+        hand_made_result("lstm", 1, [1.0, 0.1], [1.0, 0.5]),
+        hand_made_result("lstm", 2, [0.6, 0.2], [0.9, 0.4]),
+    ]
+    for result in results:
+        path = tmp_path / result["run_dir"] / "result.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(result))
+    assert load_results(tmp_path) == results
+    (row,) = summarize(results)["reverse"]
+    assert row.seeds == [0, 1, 2] and row.train_seconds == pytest.approx(120.0)
+    assert row.sequence[11].mean == pytest.approx(0.7)
+    assert row.sequence[11].std == pytest.approx(0.26457513)  # sample std (n - 1)
+    assert row.sequence[22].mean == pytest.approx(0.1)
+    assert row.sequence[22].std == pytest.approx(0.1)
+    assert row.token[11].mean == pytest.approx(0.9)
+    markdown = write_report(tmp_path, "panm bench x.json")
+    cells = "| lstm | 1,000 | 3 | 2.0 min | 100.0 ± 0.0 | 70.0 ± 26.5 (90.0) | 10.0 ± 10.0 (40.0) |"
+    assert cells in markdown
+    assert "seeds 0, 1, 2" in markdown and "lengths 1–10" in markdown
+
+
+def test_quick_preset_matches_its_file():
+    assert load_config(CONFIGS / "quick.json") == QUICK
+    assert len(plan_runs(QUICK)) == 8
+    algorithmic = load_config(CONFIGS / "algorithmic.json")
+    assert len(plan_runs(algorithmic)) == 6 * 6 * 3
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"colour": "red"}, "unknown bench setting(s) 'colour'"),
+        ({"tasks": ["copy", "sort"]}, "tasks: unknown name 'sort'"),
+        ({"models": ["panm", "gpt"]}, "models: unknown name 'gpt'"),
+        ({"models": ["lstm", "lstm"]}, "lists a name twice"),
+        ({"seeds": "0"}, "seeds must be a list of integers"),
+        ({"seeds": []}, "at least one seed"),
+        ({"steps": 0}, "steps must be >= 1"),
+        ({"minutes": 0}, "minutes must be > 0"),
+        ({"test_lengths": [3, 0]}, "test_lengths must be >= 1"),
+        ({"model_overrides": {"gru": {}}}, "model_overrides: unknown model 'gru'"),
+        ({"variants": {"lstm": {"model": "lstm"}}}, "is a model name"),
+        ({"variants": {"a/b": {"model": "lstm"}}}, "must be letters"),
+        ({"variants": {"x": {"model": "gru"}}}, "model must be one of"),
+        ({"variants": {"x": {"model": "lstm", "extra": 1}}}, "unknown key(s) ['extra']"),
+        ({"train_options": {"seed": 3}}, "bench-managed setting 'seed'"),
+        ({"models": [], "variants": {}}, "at least one model or variant"),
+    ],
+)
+def test_config_errors(changes, message):
+    with pytest.raises(ValueError) as error:
+        tiny_config(**changes)
+    assert message in str(error.value)
+
+
+def test_config_file_and_model_setting_errors(tmp_path):
+    with pytest.raises(ValueError, match="missing bench setting"):
+        BenchConfig.from_dict({"tasks": ["copy"]})
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=r"bad\.json is not valid JSON"):
+        load_config(bad)
+    bad.write_text(json.dumps({**TINY, "steps": -1}))
+    with pytest.raises(ValueError, match=r"bad\.json: steps must be >= 1"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.json")
+    typo = tiny_config(model_overrides={"lstm": {"hiden_dim": 16}})
+    with pytest.raises(ValueError, match="row 'lstm' on task 'copy': unknown setting 'hiden_dim'"):
+        plan_runs(typo)
+    with pytest.raises(ValueError, match="give either"):
+        bench_main(None, False, str(tmp_path), 1, False)
+
+
+def test_report_without_matplotlib_skips_plots(tiny_bench, tmp_path, monkeypatch, capsys):
+    out = copy_of(tiny_bench, tmp_path)
+    (out / "plot_copy.png").unlink(missing_ok=True)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "matplotlib" else real(name)
+    )
+    write_report(out, "panm bench")
+    assert (out / "results.md").is_file() and not (out / "plot_copy.png").exists()
+    assert capsys.readouterr().err.count("\n") == 1
