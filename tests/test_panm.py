@@ -92,16 +92,31 @@ def test_output_shapes():
     assert out.controller_state.shape == (2, 24)
 
 
-def test_initial_pointers_start_at_first_and_last_valid_slot():
-    panm = make_panm(num_mode1=3).eval()
-    _, mask = random_memory([5, 2])
-    addresses = panm.address_bank(torch.tensor([3, 9]), 5)
-    lengths = mask.sum(1)
-    start = panm.pointer_unit.initial_pointers(addresses, lengths)
-    assert torch.equal(start[:, 0], addresses[:, 0])
-    assert torch.equal(start[0, 1], addresses[0, 4])
-    assert torch.equal(start[1, 1], addresses[1, 1])
-    assert torch.equal(start[:, 2], addresses[:, 0])
+@pytest.mark.parametrize("start_at", ["inside", "outside"])
+def test_initial_pointers_start_at_first_and_last_valid_slot(start_at):
+    panm = make_panm(num_mode1=3, pointer_start=start_at, address_bits=4).eval()
+    memory, mask = random_memory([5, 2])
+    out = panm(memory, mask, num_steps=1, base_address=torch.tensor([3, 9]))
+    start = panm.pointer_unit.start_offsets(mask.sum(1))
+    outward = int(start_at == "outside")
+    assert start.tolist() == [[-outward, 4 + outward, -outward], [-outward, 1 + outward, -outward]]
+    # The first step's pointer unit input is the start address: check through the GRU.
+    table = binary_table(4)
+    expected = torch.stack([table[(torch.tensor([3, 9]) + start[:, g]) % 16] for g in range(3)], 1)
+    state = panm.pointer_unit.cell(expected, torch.zeros(2, 3, 12))
+    weights = panm.pointer_unit.attention(state, panm.pointer_unit.attention.keys(out.addresses))
+    weights = weights.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(-1)
+    torch.testing.assert_close(weights, out.mode1_weights[:, 0])
+
+
+def test_non_recurrent_pointer_unit_ignores_step_count():
+    panm = make_panm(pointer_recurrence=False).eval()
+    pointer = torch.rand(2, 2, 8)
+    keys = panm.pointer_unit.attention.keys(binary_table(8)[:6].expand(2, 6, 8))
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    fresh, _ = panm.pointer_unit(pointer, torch.zeros(2, 2, 12), keys, mask)
+    later, _ = panm.pointer_unit(pointer, torch.randn(2, 2, 12), keys, mask)
+    torch.testing.assert_close(fresh, later)
 
 
 @pytest.mark.parametrize("decoys", [0, 4])
@@ -262,7 +277,12 @@ def test_shape_errors(kwargs, message):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("address_similarity", "euclid"), ("controller_init", "zeros"), ("num_mode1", 0)],
+    [
+        ("address_similarity", "euclid"),
+        ("controller_init", "zeros"),
+        ("num_mode1", 0),
+        ("pointer_start", "middle"),
+    ],
 )
 def test_config_errors(field, value):
     with pytest.raises(ValueError, match=field):

@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--task", help="task, when the checkpoint is not inside a run directory")
     add_device_flags(pr)
     pr.set_defaults(run=run_predict)
+
+    vz = commands.add_parser("viz", help="draw PANM's pointer attention for one example (PNG)")
+    vz.add_argument("--checkpoint", required=True)
+    vz.add_argument("--length", type=int, required=True)
+    vz.add_argument("--task", help="task, when the checkpoint is not inside a run directory")
+    vz.add_argument("--which", choices=("best", "latest"), default="best")
+    vz.add_argument("--seed", type=int, default=0)
+    vz.add_argument("--out", help="PNG file (default: CHECKPOINT/pointers-LENGTH.png)")
+    vz.set_defaults(run=run_viz)
     return parser
 
 
@@ -283,6 +292,16 @@ def run_predict(args: argparse.Namespace) -> int:
     outputs = predict(model, task, examples, device=args.device)
     write_jsonl(args.out, [{**e, "output": o} for e, o in zip(examples, outputs, strict=True)])
     print(f"wrote {len(outputs)} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_viz(args: argparse.Namespace) -> int:
+    from panm.viz import draw_pointer_walk
+
+    task = checkpoint_task(args)
+    model = load_checkpoint_model(args.checkpoint, args.which)
+    out = Path(args.out) if args.out else Path(args.checkpoint) / f"pointers-{args.length}.png"
+    print(f"wrote {draw_pointer_walk(model, task, args.length, out, args.seed)}", file=sys.stderr)
     return 0
 
 

@@ -37,6 +37,7 @@ from panm.checkpoint import (
     save_checkpoint,
 )
 from panm.evaluation import accuracy, batch_correct
+from panm.models.base import forward_batch
 from panm.models.registry import build_model, load_model
 from panm.pretrained import atomic_write, config_from_dict
 from panm.tasks import Task, get_task
@@ -121,12 +122,7 @@ def validation_examples(task: Task, config: TrainConfig) -> list[dict]:
 
 def sequence_loss(model: nn.Module, batch: Batch, task: Task, token_count: int) -> tuple:
     """Summed token cross entropy / `token_count`, and the logits (B, T, V)."""
-    if task.eos_id is None:
-        logits = model(batch.src, batch.src_mask, num_steps=batch.tgt.shape[1])
-    else:
-        assert task.bos_id is not None
-        tgt_in = torch.cat([torch.full_like(batch.tgt[:, :1], task.bos_id), batch.tgt[:, :-1]], 1)
-        logits = model(batch.src, batch.src_mask, tgt_in=tgt_in)
+    logits = forward_batch(model, batch, task.bos_id)
     losses = nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt, reduction="none")
     return (losses * batch.tgt_mask).sum() / token_count, logits
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from panm.memory.addresses import AddressBank
-from panm.memory.pointer_unit import SIMILARITIES, PointerUnit
+from panm.memory.pointer_unit import POINTER_STARTS, SIMILARITIES, PointerUnit
 from panm.memory.relational import RelationalAccess
 from panm.pretrained import Pretrained
 
@@ -42,6 +42,10 @@ class PANMConfig:
     pointer_dim: state width of each Pointer Unit GRU.
     key_dim: width of address keys ("dot"/"cosine") and of Mode-2 keys.
     address_similarity: "dot", "cosine" or "bitwise" (see `AddressAttention`).
+    pointer_recurrence: whether the Pointer Unit GRU carries its state across steps (the paper)
+        or restarts from zero at every step (see `PointerUnit`).
+    pointer_start: "inside" (first and last valid slot, the paper) or "outside" (one slot
+        before the first and after the last, so a "+1" rule is right from step 1).
     base_sampling: draw the base address uniformly per sequence in training (base 0 otherwise).
     decoy_slots: training-only extra slots per sequence. Each copies the address of a random
         real slot with one random bit flipped (kept only where that address lies outside the
@@ -63,6 +67,8 @@ class PANMConfig:
     pointer_dim: int = 64
     key_dim: int = 64
     address_similarity: str = "dot"
+    pointer_recurrence: bool = True
+    pointer_start: str = "inside"
     base_sampling: bool = True
     decoy_slots: int = 0
     controller_init: str = "memory_sum"
@@ -71,6 +77,10 @@ class PANMConfig:
         if self.address_similarity not in SIMILARITIES:
             raise ValueError(
                 f"address_similarity must be one of {SIMILARITIES}, got {self.address_similarity!r}"
+            )
+        if self.pointer_start not in POINTER_STARTS:
+            raise ValueError(
+                f"pointer_start must be one of {POINTER_STARTS}, got {self.pointer_start!r}"
             )
         if self.controller_init not in CONTROLLER_INITS:
             raise ValueError(
@@ -120,7 +130,13 @@ class PANM(nn.Module, Pretrained):
         c = config
         self.address_bank = AddressBank(c.address_bits)
         self.pointer_unit = PointerUnit(
-            c.num_mode1, c.address_bits, c.pointer_dim, c.key_dim, c.address_similarity
+            c.num_mode1,
+            c.address_bits,
+            c.pointer_dim,
+            c.key_dim,
+            c.address_similarity,
+            recurrent=c.pointer_recurrence,
+            start=c.pointer_start,
         )
         self.relational = (
             RelationalAccess(c.memory_dim, c.num_mode1, c.num_mode2, c.key_dim)
@@ -173,7 +189,8 @@ class PANM(nn.Module, Pretrained):
         slots = torch.cat([slot_addresses, slot_memory], dim=-1)  # (B, L', b + D)
         address_keys = self.pointer_unit.attention.keys(slot_addresses)
         memory_keys = self.relational.keys(slot_memory) if self.relational is not None else None
-        pointer = self.pointer_unit.initial_pointers(addresses, lengths)
+        start = self.pointer_unit.start_offsets(lengths) + base.unsqueeze(1)
+        pointer = self.address_bank.lookup(start % self.address_bank.size)
         pointer_state = memory.new_zeros(batch, c.num_mode1, c.pointer_dim)
         state = self._initial_controller_state(memory, memory_mask, lengths, controller_state)
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 SIMILARITIES = ("dot", "cosine", "bitwise")
+POINTER_STARTS = ("inside", "outside")
 
 
 class GroupedLinear(nn.Module):
@@ -106,7 +107,19 @@ class AddressAttention(nn.Module):
 
 
 class PointerUnit(nn.Module):
-    """G Mode-1 pointer GRUs plus their address attention."""
+    """G Mode-1 pointer GRUs plus their address attention.
+
+    recurrent=True is the paper's unit: h_t = GRU(p_{t-1}, h_{t-1}). With recurrent=False every
+    step starts from h = 0, so the next pointer is a function of the previous pointer alone,
+    p_t = f(p_{t-1}): a rule learned on short sequences cannot depend on how many steps have
+    passed, which at test lengths is more than training ever showed.
+
+    start="inside" puts pointer 0 on the first slot and pointer 1 on the last valid slot (the
+    paper; more pointers alternate). A unit that learns one rule for every step ("+1") then
+    reads slot 1 on step 1 and skips the first item; start="outside" starts each pointer one slot
+    further out (before the first slot, after the last), so that the same rule is right from
+    step 1.
+    """
 
     def __init__(
         self,
@@ -115,23 +128,30 @@ class PointerUnit(nn.Module):
         state_dim: int,
         key_dim: int,
         similarity: str,
+        recurrent: bool = True,
+        start: str = "inside",
     ) -> None:
         super().__init__()
+        if start not in POINTER_STARTS:
+            raise ValueError(f"pointer start must be one of {POINTER_STARTS}, got {start!r}")
         self.num_pointers = num_pointers
+        self.recurrent = recurrent
+        self.outward = int(start == "outside")
         self.cell = GroupedGRUCell(num_pointers, address_bits, state_dim)
         self.attention = AddressAttention(
             num_pointers, state_dim, address_bits, key_dim, similarity
         )
         self.state_dim = state_dim
 
-    def initial_pointers(self, addresses: Tensor, lengths: Tensor) -> Tensor:
-        """Pointer 0 at the first slot's address, pointer 1 at the last valid slot's, alternating.
+    def start_offsets(self, lengths: Tensor) -> Tensor:
+        """Slot offset of each pointer's initial address: (B,) lengths -> (B, G) long.
 
-        addresses (B, L, bits), lengths (B,) -> (B, G, bits).
+        Pointer 0 starts at the first slot, pointer 1 at the last valid slot, alternating; with
+        start="outside" one slot further out (offsets -1 and length).
         """
-        first = addresses[:, 0]
-        last = addresses[torch.arange(addresses.shape[0], device=addresses.device), lengths - 1]
-        return torch.stack([first if g % 2 == 0 else last for g in range(self.num_pointers)], dim=1)
+        first = torch.full_like(lengths, -self.outward)
+        last = lengths - 1 + self.outward
+        return torch.stack([first if g % 2 == 0 else last for g in range(self.num_pointers)], 1)
 
     def forward(
         self, pointer: Tensor, state: Tensor, keys: Tensor, mask: Tensor
@@ -139,6 +159,6 @@ class PointerUnit(nn.Module):
         """One step: previous pointer (B, G, bits) and state (B, G, S), slot keys (B, L, K) and
         the valid-slot mask (B, L) -> attention weights (B, G, L) (exactly 0 on invalid slots) and
         the new state (B, G, S)."""
-        state = self.cell(pointer, state)
+        state = self.cell(pointer, state if self.recurrent else torch.zeros_like(state))
         scores = self.attention(state, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
         return scores.softmax(dim=-1), state

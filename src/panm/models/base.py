@@ -12,12 +12,15 @@ the previous output token (BOS first). Returns logits (B, T, output_vocab_size).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from panm.pretrained import Pretrained
+from panm.tasks.base import Batch
 
 
 @dataclass
@@ -89,3 +92,15 @@ class Seq2SeqModel(nn.Module, Pretrained):
             logits = self(src, src_mask, tgt_in=tokens)
             tokens = torch.cat([tokens, logits[:, -1:].argmax(-1)], dim=1)
         return tokens[:, 1:]
+
+
+def forward_batch(call: Callable[..., Any], batch: Batch, bos_id: int | None) -> Any:
+    """Calls `call(src, src_mask, ...)` (a model or its `trace`) as training does.
+
+    Without `bos_id` (no decoder input) it decodes the target's length in steps; with it, it
+    teacher-forces with tgt_in = [BOS] + target[:-1].
+    """
+    if bos_id is None:
+        return call(batch.src, batch.src_mask, num_steps=batch.tgt.shape[1])
+    tgt_in = torch.cat([torch.full_like(batch.tgt[:, :1], bos_id), batch.tgt[:, :-1]], dim=1)
+    return call(batch.src, batch.src_mask, tgt_in=tgt_in)
