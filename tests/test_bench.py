@@ -111,12 +111,14 @@ def test_second_run_recomputes_nothing(tiny_bench, tmp_path, monkeypatch):
     assert outcomes == tiny_bench[1]
 
 
-def test_run_without_result_is_resumed(tiny_bench, tmp_path, monkeypatch):
+def test_run_without_result_is_resumed(tiny_bench, tmp_path, monkeypatch, capsys):
     out = copy_of(tiny_bench, tmp_path)
     (out / "runs/copy/lstm/seed-1/result.json").unlink()
     calls = count_train_calls(monkeypatch)
-    outcomes = run_bench(tiny_config(), out, jobs=1, progress=False)
+    outcomes = run_bench(tiny_config(), out, jobs=1, progress=True)
     assert calls == [True]
+    err = capsys.readouterr().err
+    assert "6 runs, 5 already done, 1 to do" in err and "[5/6] resumed copy/lstm/seed-1" in err
     assert outcomes == [*tiny_bench[1][:4], outcomes[4], *tiny_bench[1][5:]]
     assert outcomes[4]["test"] == tiny_bench[1][4]["test"]  # same checkpoint, same examples
 

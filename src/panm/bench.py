@@ -419,7 +419,7 @@ def run_bench(
         (out_dir / spec.path / ERROR_NAME).unlink(missing_ok=True)
     if jobs == 1:
         for spec in todo:
-            reporter.started(spec)
+            reporter.started(spec, out_dir)
             try:
                 outcome = execute_run(spec, out_dir, progress=progress)
             except Exception:
@@ -449,12 +449,12 @@ def _run_in_processes(
         while queue or running:
             while queue and len(running) < jobs:
                 spec = queue.pop(0)
+                reporter.started(spec, out_dir)
                 process = context.Process(
                     target=_process_main, args=(spec, out_dir), name=f"panm-bench {spec.label}"
                 )
                 process.start()
                 running[process.sentinel] = (process, spec)
-                reporter.started(spec)
             for sentinel in wait(list(running)):
                 process, spec = running.pop(sentinel)
                 process.join()
@@ -537,9 +537,10 @@ class _Progress:
             f"{total} runs, {done} already done, {total - done} to do, up to {jobs} at a time"
         )
 
-    def started(self, spec: RunSpec) -> None:
+    def started(self, spec: RunSpec, out_dir: Path) -> None:
         self.starts[spec.label] = time.monotonic()
-        self._print(f"[{self.done}/{self.total}] started {spec.label}")
+        how = "resumed" if (out_dir / spec.path / RUN_CONFIG).is_file() else "started"
+        self._print(f"[{self.done}/{self.total}] {how} {spec.label}")
 
     def finished(self, spec: RunSpec, outcome: dict[str, Any]) -> None:
         seconds = time.monotonic() - self.starts.pop(spec.label)

@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_flags(pr)
     pr.set_defaults(run=run_predict)
 
+    be = commands.add_parser("bench", help="tasks x models x seeds: tables and plots")
+    be.add_argument("config", nargs="?", help="bench config JSON (see configs/)")
+    be.add_argument("--quick", action="store_true", help="the quick preset (about 10 minutes)")
+    be.add_argument("--out", help="results folder (default: bench_out/quick or bench_out/NAME)")
+    be.add_argument("--jobs", type=int, help="runs at once (default: one per CPU core)")
+    be.add_argument("--no-progress", action="store_true")
+    be.set_defaults(run=run_bench)
+
     vz = commands.add_parser("viz", help="draw PANM's pointer attention for one example (PNG)")
     vz.add_argument("--checkpoint", required=True)
     vz.add_argument("--length", type=int, required=True)
@@ -293,6 +301,14 @@ def run_predict(args: argparse.Namespace) -> int:
     write_jsonl(args.out, [{**e, "output": o} for e, o in zip(examples, outputs, strict=True)])
     print(f"wrote {len(outputs)} predictions to {args.out}", file=sys.stderr)
     return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from panm.bench import bench_main
+
+    name = "quick" if args.quick else Path(args.config or "bench").stem
+    out = args.out or str(Path("bench_out") / name)
+    return bench_main(args.config, args.quick, out, args.jobs, not args.no_progress)
 
 
 def run_viz(args: argparse.Namespace) -> int:
