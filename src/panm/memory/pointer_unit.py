@@ -84,10 +84,10 @@ class AddressAttention(nn.Module):
             self.key_net = nn.Sequential(
                 nn.Linear(address_bits, key_dim), nn.Tanh(), nn.Linear(key_dim, key_dim)
             )
-            initial_scale = 10.0 if similarity == "cosine" else 1 / math.sqrt(key_dim)
-            self.log_scale = nn.Parameter(
-                torch.tensor(math.log(initial_scale)), requires_grad=similarity == "cosine"
-            )
+            if similarity == "cosine":
+                self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+            else:  # a fixed 1/sqrt(K), as in scaled dot-product attention
+                self.register_buffer("log_scale", torch.tensor(-0.5 * math.log(key_dim)))
 
     def keys(self, addresses: Tensor) -> Tensor:
         """Keys of the slots, computed once per sequence: (B, L, bits) -> (B, L, K)."""

@@ -11,8 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from panm.backbones.rnn import RNNEncoder
-from panm.models.base import Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
-from panm.models.lstm import DecoderInput
+from panm.models.base import DecoderInput, Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
 
 ATTENTION_KINDS = ("luong", "bahdanau")
 

@@ -8,45 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from panm.models.base import Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
-
-
-class DecoderInput(nn.Module):
-    """The decoder's input vectors (B, T, dim) in either decoding mode.
-
-    "previous_token": the embedding of each previous output token, tgt_in (B, T).
-    "none": a learned start vector at step 0 and a learned step vector at every later step, for
-        `num_steps` steps. (A constant input would leave attention-only decoders unable to tell
-        steps apart, since averaging identical vectors gives the same vector at every step.)
-    Exactly one of `num_steps` and `tgt_in` must be given, the one the mode needs.
-    """
-
-    def __init__(self, mode: str, vocab_size: int, dim: int) -> None:
-        super().__init__()
-        self.mode = mode
-        if mode == "previous_token":
-            self.embedding = nn.Embedding(vocab_size, dim)
-        else:
-            self.start = nn.Parameter(torch.randn(dim) * 0.02)
-            self.step = nn.Parameter(torch.randn(dim) * 0.02)
-
-    def forward(self, batch_size: int, num_steps: int | None, tgt_in: Tensor | None) -> Tensor:
-        if (num_steps is None) == (tgt_in is None):
-            raise ValueError("give exactly one of num_steps and tgt_in")
-        if self.mode == "previous_token":
-            if tgt_in is None:
-                raise ValueError("decoder_input 'previous_token' needs tgt_in, not num_steps")
-            return self.embedding(tgt_in)
-        if num_steps is None:
-            raise ValueError("decoder_input 'none' needs num_steps, not tgt_in")
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be at least 1, got {num_steps}")
-        steps = torch.cat([self.start[None], self.step[None].expand(num_steps - 1, -1)])
-        return steps.expand(batch_size, -1, -1)
+from panm.models.base import DecoderInput, Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
 
 
 @dataclass

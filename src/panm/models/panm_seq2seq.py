@@ -7,10 +7,12 @@ from dataclasses import dataclass, field, replace
 from torch import Tensor, nn
 
 from panm.backbones.rnn import RNNEncoder
+from panm.backbones.transformer import TransformerDecoder, TransformerEncoder
 from panm.memory.panm import PANM, PANMConfig, PANMOutput
-from panm.models.base import Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
+from panm.models.base import DecoderInput, Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
 
 ENCODERS = ("gru", "lstm", "transformer", "none")
+DECODERS = ("none", "transformer")
 MEMORY_SOURCES = ("encoder", "embedding", "sum")
 
 
@@ -24,8 +26,12 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     memory_source: what the memory slots hold: "encoder" states, the token "embedding"s
         themselves (length-invariant: a slot's content does not drift as sequences grow), or
         their "sum".
+    decoder: "none" (PANM's controller reads the decoder input directly) or "transformer": a
+        causal Transformer decoder (`decoder_layers` layers, cross-attending to the memory)
+        runs first and PANM's controller sits on its last layer, taking its states as the
+        per-step input; the pointer values then feed the output (the paper's Transformer+PANM).
     transformer_heads, transformer_ff_dim, transformer_position: the Transformer encoder's
-        settings (position: see `panm.backbones.positions`).
+        and decoder's settings (position: see `panm.backbones.positions`).
     dropout: dropout inside the encoder.
     panm: the memory's settings. Its memory_dim, input_dim and output_dim are set from the
         fields above. With panm.controller_init == "given" the controller starts from a
@@ -36,6 +42,8 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     encoder: str = "gru"
     encoder_layers: int = 1
     memory_source: str = "encoder"
+    decoder: str = "none"
+    decoder_layers: int = 3
     transformer_heads: int = 4
     transformer_ff_dim: int = 256
     transformer_position: str = "sinusoidal"
@@ -46,6 +54,8 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
         super().__post_init__()
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.memory_source not in MEMORY_SOURCES:
             raise ValueError(
                 f"memory_source must be one of {MEMORY_SOURCES}, got {self.memory_source!r}"
@@ -63,7 +73,11 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
             self.panm,
             memory_dim=self.embed_dim,
             output_dim=self.output_vocab_size,
-            input_dim=self.embed_dim if self.decoder_input == "previous_token" else 0,
+            input_dim=(
+                self.embed_dim
+                if self.decoder == "transformer" or self.decoder_input == "previous_token"
+                else 0
+            ),
         )
 
 
@@ -84,11 +98,21 @@ class PANMSeq2Seq(Seq2SeqModel):
             if config.panm.controller_init == "given"
             else None
         )
-        self.output_embedding = (
-            nn.Embedding(config.output_vocab_size, dim)
-            if config.decoder_input == "previous_token"
+        self.decoder_input = (
+            DecoderInput(config.decoder_input, config.output_vocab_size, dim)
+            if config.panm.input_dim
             else None
         )
+        self.decoder = None
+        if config.decoder == "transformer":
+            self.decoder = TransformerDecoder(
+                dim=dim,
+                heads=config.transformer_heads,
+                layers=config.decoder_layers,
+                ff_dim=config.transformer_ff_dim,
+                dropout=config.dropout,
+                position=config.transformer_position,
+            )
         self.memory = PANM(config.panm)
 
     @staticmethod
@@ -98,8 +122,6 @@ class PANMSeq2Seq(Seq2SeqModel):
                 config.encoder, config.embed_dim, config.encoder_layers, True, config.dropout
             )
         if config.encoder == "transformer":
-            from panm.backbones.transformer import TransformerEncoder
-
             return TransformerEncoder(
                 dim=config.embed_dim,
                 heads=config.transformer_heads,
@@ -136,12 +158,13 @@ class PANMSeq2Seq(Seq2SeqModel):
         if self.final_state_map is not None:
             controller_state = self.final_state_map(final_state)
         inputs = None
-        if tgt_in is not None:
-            if self.output_embedding is None:
-                raise ValueError("this model has decoder_input='none': pass num_steps")
-            inputs = self.output_embedding(tgt_in)
-        elif self.output_embedding is not None:
-            raise ValueError("this model has decoder_input='previous_token': pass tgt_in")
+        if self.decoder_input is not None:
+            inputs = self.decoder_input(src.shape[0], num_steps, tgt_in)
+            if self.decoder is not None:
+                inputs = self.decoder(inputs, memory, src_mask, causal=True)
+            num_steps = None
+        elif tgt_in is not None:
+            raise ValueError("this model has decoder_input='none': pass num_steps")
         return self.memory(
             memory,
             src_mask,

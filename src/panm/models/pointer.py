@@ -15,8 +15,7 @@ from torch import Tensor, nn
 
 from panm.backbones.rnn import RNNEncoder
 from panm.models.attention import ContentAttention
-from panm.models.base import Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
-from panm.models.lstm import DecoderInput
+from panm.models.base import DecoderInput, Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
 
 EPS = 1e-9
 

@@ -24,7 +24,10 @@ from panm.tasks.base import Task
 # name -> (model class, preset config fields on top of the config class defaults)
 MODELS: dict[str, tuple[type[Seq2SeqModel], dict[str, Any]]] = {
     "panm": (PANMSeq2Seq, {}),
-    "transformer+panm": (PANMSeq2Seq, {"encoder": "transformer", "encoder_layers": 3}),
+    "transformer+panm": (
+        PANMSeq2Seq,
+        {"encoder": "transformer", "encoder_layers": 3, "decoder": "transformer", "dropout": 0.1},
+    ),
     "lstm": (LSTMSeq2Seq, {}),
     "attention": (AttentionSeq2Seq, {}),
     "pointer": (PointerSeq2Seq, {}),
@@ -47,8 +50,10 @@ __all__ = [
 ]
 
 
-def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
-    """A copy of dataclass `config` with `overrides` applied; "a.b" sets field b of field a."""
+def with_overrides(config: Any, overrides: dict[str, Any], prefix: str = "") -> Any:
+    """A copy of dataclass `config` with `overrides` applied; "a.b" sets field b of field a.
+
+    `prefix` is the dotted path of `config` itself, for error messages."""
     nested: dict[str, dict[str, Any]] = {}
     direct: dict[str, Any] = {}
     names = {f.name for f in dataclasses.fields(config)}
@@ -56,7 +61,7 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
         head, _, rest = key.partition(".")
         if head not in names:
             raise ValueError(
-                f"unknown setting {key!r} for {type(config).__name__}; "
+                f"unknown setting {prefix + key!r} for {type(config).__name__}; "
                 f"known: {', '.join(sorted(names))}"
             )
         if rest:
@@ -64,7 +69,9 @@ def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
         else:
             direct[head] = value
     for head, sub in nested.items():
-        direct[head] = with_overrides(direct.get(head, getattr(config, head)), sub)
+        direct[head] = with_overrides(
+            direct.get(head, getattr(config, head)), sub, prefix=f"{prefix}{head}."
+        )
     if isinstance(direct.get("input_vocab_sizes"), list):
         direct["input_vocab_sizes"] = tuple(direct["input_vocab_sizes"])
     return dataclasses.replace(config, **direct)

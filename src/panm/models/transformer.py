@@ -13,8 +13,7 @@ from torch import Tensor, nn
 
 from panm.backbones.positions import POSITION_KINDS
 from panm.backbones.transformer import TransformerDecoder, TransformerEncoder
-from panm.models.base import Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
-from panm.models.lstm import DecoderInput
+from panm.models.base import DecoderInput, Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
 
 
 @dataclass

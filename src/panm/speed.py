@@ -1,0 +1,442 @@
+"""Speed benchmark: training and evaluation throughput of PANM against the attention baseline.
+
+`panm bench-speed [--out FILE.json] [--quick] [--device cuda]` runs :func:`run_speed` and prints
+:func:`format_table`. In one run it measures, on Copy with fixed-length batches:
+
+* training throughput (sequences/s of a full step: forward, backward, gradient clipping and
+  Adam, exactly as `panm.training.train` does it) of the default-recipe PANM (``panm``), the
+  paper-literal PANM (``panm-paper``: GRU encoder memory, dot-product address attention, no
+  decoys) and the ``attention`` baseline, all at the same width and batch size;
+* evaluation throughput (no gradients, eval mode) of the same models;
+* evaluation time per sequence of PANM at growing input lengths L (T = L output steps), with the
+  cost per (slot x step) normalised to the shortest length: values <= 1 mean the time grows no
+  faster than L x T;
+* the ratio of our training throughput to the authors' code on the same configuration (hidden
+  128, batch 128, length 10), which runs at about :data:`AUTHORS_SEQUENCES_PER_SECOND` on the
+  development machine.
+
+Timings of the compared configurations are interleaved (one round times every configuration in
+turn) and repeated; reported figures are medians over rounds, and every raw timing is kept in the
+JSON. Batches are built before timing: data generation is not measured. Torch runs with one CPU
+thread by default (`SpeedConfig.threads`), which is what the training commands use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from panm.models.registry import build_model
+from panm.pretrained import atomic_write
+from panm.recipes import default_train_config
+from panm.tasks import Task, get_task
+from panm.tasks.base import Batch
+from panm.training import TrainConfig, sequence_loss, training_batch
+
+AUTHORS_SEQUENCES_PER_SECOND = 140.0
+"""Training throughput of the authors' PANM code on Copy (hidden 128, batch 128, length 10),
+measured on the development machine (2 shared cores, one thread)."""
+
+REFERENCE_MODEL = "attention"
+"""The row every PANM row's step time is compared with."""
+
+AUTHORS_MODEL = "panm-paper"
+"""The row compared with the authors' code (the same architecture as theirs)."""
+
+SCALING_MODEL = "panm"
+"""The row whose evaluation time is measured at growing lengths."""
+
+TASK = "copy"
+LEARNING_RATE = 1e-3
+GRAD_CLIP = 1.0
+
+
+@dataclass
+class SpeedConfig:
+    """Settings of a speed run.
+
+    width: embedding/hidden width of every model (PANM embed_dim and panm.hidden_dim, the
+        attention baseline's hidden_dim).
+    batch_size, train_length: the training and evaluation throughput batch (fixed length).
+    eval_lengths, eval_batch_size: the lengths (and batch) of the evaluation-time scaling.
+    warmup: untimed calls of each configuration before timing.
+    repeats: timing rounds; each round times every configuration in turn (interleaved).
+    calls: calls per configuration per round (their mean is one raw timing).
+    scaling_repeats: timing rounds of the length scaling (one forward per length per round).
+    threads: torch CPU threads during the run (None: leave torch's setting alone).
+    device: "cpu", "cuda", "cuda:1", ...
+    seed: seed of the model initialisations and the batches.
+    """
+
+    width: int = 128
+    batch_size: int = 128
+    train_length: int = 10
+    eval_lengths: tuple[int, ...] = (11, 44, 88, 176, 352, 1000)
+    eval_batch_size: int = 16
+    warmup: int = 3
+    repeats: int = 7
+    calls: int = 5
+    scaling_repeats: int = 3
+    threads: int | None = 1
+    device: str = "cpu"
+    seed: int = 0
+    extra_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-row model overrides applied last (e.g. smaller pointer_dim in tests)."""
+
+    def __post_init__(self) -> None:
+        self.eval_lengths = tuple(self.eval_lengths)
+        positive = ("width", "batch_size", "train_length", "eval_batch_size", "repeats", "calls")
+        for name in (*positive, "scaling_repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if not self.eval_lengths or min(self.eval_lengths) < 1:
+            raise ValueError(f"eval_lengths must be positive lengths, got {self.eval_lengths}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+    @classmethod
+    def quick(cls, **changes: Any) -> SpeedConfig:
+        """Fewer warm-up calls and repeats: a rough figure in about a minute on one CPU thread."""
+        return cls(**{"warmup": 1, "repeats": 3, "calls": 2, "scaling_repeats": 1, **changes})
+
+
+def model_setups(width: int) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Row name -> (registry model name, overrides) of the compared models at `width`."""
+    recipe = default_train_config(TASK, "panm").model_overrides
+    panm_width = {"embed_dim": width, "panm.hidden_dim": width}
+    return {
+        "panm": ("panm", {**recipe, **panm_width}),
+        "panm-paper": (
+            "panm",
+            {
+                "encoder": "gru",
+                "memory_source": "encoder",
+                "panm.address_similarity": "dot",
+                "panm.decoy_slots": 0,
+                **panm_width,
+            },
+        ),
+        "attention": ("attention", {"hidden_dim": width}),
+    }
+
+
+def synchronize(device: torch.device) -> None:
+    """Waits for queued kernels on `device` (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_train_step(model: nn.Module, batch: Batch, task: Task) -> Callable[[], None]:
+    """One training step on `batch` as `panm.training.train` does it (loss normalised by the
+    target tokens, backward, gradient clipping, Adam)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    token_count = int(batch.tgt_mask.sum())
+
+    def step() -> None:
+        model.train()
+        loss, _ = sequence_loss(model, batch, task, token_count)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        optimizer.step()
+
+    return step
+
+
+def make_eval_step(model: nn.Module, batch: Batch, task: Task) -> Callable[[], None]:
+    """One evaluation forward pass on `batch` (eval mode, no gradients)."""
+
+    def step() -> None:
+        model.eval()
+        with torch.no_grad():
+            sequence_loss(model, batch, task, 1)
+
+    return step
+
+
+def time_interleaved(
+    steps: dict[str, Callable[[], None]],
+    repeats: int,
+    calls: int,
+    warmup: int,
+    device: torch.device,
+) -> dict[str, list[float]]:
+    """Seconds per call of every step function, one value per round.
+
+    Every round times each function in turn (`calls` calls, their mean is the round's value), so
+    slow phases of a shared machine hit all configurations alike.
+    """
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    synchronize(device)
+    timings: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(calls):
+                step()
+            synchronize(device)
+            timings[name].append((time.perf_counter() - start) / calls)
+    return timings
+
+
+def _summary(seconds: list[float], batch_size: int) -> dict[str, Any]:
+    median = statistics.median(seconds)
+    return {
+        "seconds": seconds,
+        "median_seconds": median,
+        "sequences_per_second": batch_size / median,
+    }
+
+
+def _fixed_batch(task: Task, length: int, batch_size: int, seed: int) -> Batch:
+    config = TrainConfig(
+        task=TASK, batch_size=batch_size, train_lengths=(length, length), seed=seed
+    )
+    return training_batch(task, config, 0)
+
+
+def _build(
+    setups: dict[str, tuple[str, dict[str, Any]]],
+    row: str,
+    config: SpeedConfig,
+    task: Task,
+    extra: dict[str, Any] | None = None,
+) -> nn.Module:
+    name, overrides = setups[row]
+    torch.manual_seed(config.seed)
+    overrides = {**overrides, **(extra or {}), **config.extra_overrides.get(row, {})}
+    return build_model(name, task, overrides).to(config.device)
+
+
+def measure_throughput(config: SpeedConfig, task: Task) -> dict[str, Any]:
+    """Training and evaluation throughput of every row of `model_setups` (see the module doc)."""
+    device = torch.device(config.device)
+    setups = model_setups(config.width)
+    batch = _fixed_batch(task, config.train_length, config.batch_size, config.seed).to(device)
+    models = {row: _build(setups, row, config, task) for row in setups}
+    train = time_interleaved(
+        {row: make_train_step(m, batch, task) for row, m in models.items()},
+        config.repeats,
+        config.calls,
+        config.warmup,
+        device,
+    )
+    evaluate = time_interleaved(
+        {row: make_eval_step(m, batch, task) for row, m in models.items()},
+        config.repeats,
+        config.calls,
+        config.warmup,
+        device,
+    )
+    return {
+        "models": {
+            row: {
+                "model": setups[row][0],
+                "overrides": {**setups[row][1], **config.extra_overrides.get(row, {})},
+                "parameters": sum(p.numel() for p in models[row].parameters()),
+                "train": _summary(train[row], config.batch_size),
+                "eval": _summary(evaluate[row], config.batch_size),
+            }
+            for row in setups
+        }
+    }
+
+
+def address_bits_for(length: int, minimum: int = 8) -> int:
+    """Address bits that give at least `length` addresses (and at least `minimum` bits)."""
+    return max(minimum, math.ceil(math.log2(max(length, 2))))
+
+
+def measure_scaling(config: SpeedConfig, task: Task) -> dict[str, Any]:
+    """Evaluation time per sequence of `SCALING_MODEL` at each of `config.eval_lengths`.
+
+    One model (address bits enough for the longest length) decodes T = L steps. Rounds visit every
+    length in turn. cost = seconds per sequence / (L x T); normalised_cost = cost / cost at the
+    shortest length.
+    """
+    device = torch.device(config.device)
+    lengths = sorted(config.eval_lengths)
+    bits = address_bits_for(max(lengths))
+    model = _build(
+        model_setups(config.width), SCALING_MODEL, config, task, {"panm.address_bits": bits}
+    )
+    steps = {
+        str(length): make_eval_step(
+            model, _fixed_batch(task, length, config.eval_batch_size, config.seed).to(device), task
+        )
+        for length in lengths
+    }
+    shortest = steps[str(lengths[0])]
+    for _ in range(config.warmup):  # the first calls are slow whatever the length
+        shortest()
+    timings = time_interleaved(steps, config.scaling_repeats, 1, 0, device)
+    rows = []
+    for length in lengths:
+        per_sequence = statistics.median(timings[str(length)]) / config.eval_batch_size
+        rows.append(
+            {
+                "length": length,
+                "steps": length,
+                "seconds": timings[str(length)],
+                "seconds_per_sequence": per_sequence,
+                "seconds_per_step": per_sequence * config.eval_batch_size / length,
+                "cost_per_slot_step": per_sequence / (length * length),
+            }
+        )
+    base = rows[0]["cost_per_slot_step"]
+    for row in rows:
+        row["normalised_cost"] = row["cost_per_slot_step"] / base
+    return {
+        "model": SCALING_MODEL,
+        "address_bits": bits,
+        "batch_size": config.eval_batch_size,
+        "lengths": rows,
+        "max_normalised_cost": max(row["normalised_cost"] for row in rows),
+    }
+
+
+def ratios(throughput: dict[str, Any], scaling: dict[str, Any]) -> dict[str, Any]:
+    """The headline ratios: PANM rows / attention step time (train and eval), ours / the
+    authors' throughput, and the normalised per-(slot x step) cost at each length."""
+    models = throughput["models"]
+    reference = models[REFERENCE_MODEL]
+    panm_rows = [row for row in models if row != REFERENCE_MODEL]
+    return {
+        "train_step_over_attention": {
+            row: models[row]["train"]["median_seconds"] / reference["train"]["median_seconds"]
+            for row in panm_rows
+        },
+        "eval_step_over_attention": {
+            row: models[row]["eval"]["median_seconds"] / reference["eval"]["median_seconds"]
+            for row in panm_rows
+        },
+        "train_over_authors": {
+            row: models[row]["train"]["sequences_per_second"] / AUTHORS_SEQUENCES_PER_SECOND
+            for row in panm_rows
+        },
+        "eval_normalised_cost": {
+            str(row["length"]): row["normalised_cost"] for row in scaling["lengths"]
+        },
+    }
+
+
+def run_speed(config: SpeedConfig | None = None, quick: bool = False) -> dict[str, Any]:
+    """Runs the whole speed benchmark and returns its JSON-ready results (see the module doc)."""
+    config = config or (SpeedConfig.quick() if quick else SpeedConfig())
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {config.device!r}: no CUDA device is available")
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        task = get_task(TASK)
+        started = time.perf_counter()
+        throughput = measure_throughput(config, task)
+        scaling = measure_scaling(config, task)
+        elapsed = time.perf_counter() - started
+        threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {
+        "meta": {
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "platform": platform.platform(),
+            "threads": threads,
+            "device": str(device),
+            "device_name": (
+                torch.cuda.get_device_name(device)
+                if device.type == "cuda"
+                else platform.processor()
+            ),
+            "quick": quick,
+            "task": TASK,
+            "elapsed_seconds": elapsed,
+            "config": dataclasses.asdict(config),
+        },
+        "authors": {
+            "model": AUTHORS_MODEL,
+            "reference_sequences_per_second": AUTHORS_SEQUENCES_PER_SECOND,
+            "sequences_per_second": throughput["models"][AUTHORS_MODEL]["train"][
+                "sequences_per_second"
+            ],
+        },
+        "throughput": throughput,
+        "scaling": scaling,
+        "ratios": ratios(throughput, scaling),
+    }
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A plain-text report of `run_speed` results."""
+    meta, config = results["meta"], results["meta"]["config"]
+    models, r = results["throughput"]["models"], results["ratios"]
+    lines = [
+        f"panm speed: {meta['device']}, {meta['threads']} thread(s), torch "
+        f"{meta['torch_version']}, {meta['date']}",
+        f"Copy, input length {config['train_length']}, batch {config['batch_size']}, "
+        f"width {config['width']}; medians of {config['repeats']} interleaved rounds",
+        "",
+        f"{'model':<12}{'params':>9}{'train ms/step':>15}{'train seq/s':>13}"
+        f"{'eval ms/batch':>15}{'eval seq/s':>12}{'train x attn':>14}{'eval x attn':>13}",
+    ]
+    for row, m in models.items():
+        train_ratio = r["train_step_over_attention"].get(row, 1.0)
+        eval_ratio = r["eval_step_over_attention"].get(row, 1.0)
+        lines.append(
+            f"{row:<12}{m['parameters']:>9}{m['train']['median_seconds'] * 1e3:>15.1f}"
+            f"{m['train']['sequences_per_second']:>13.0f}{m['eval']['median_seconds'] * 1e3:>15.1f}"
+            f"{m['eval']['sequences_per_second']:>12.0f}{train_ratio:>14.2f}{eval_ratio:>13.2f}"
+        )
+    authors = results["authors"]
+    lines += [
+        "",
+        f"Authors' code: {authors['reference_sequences_per_second']:.0f} seq/s training; ours: "
+        + ", ".join(f"{row} {ratio:.1f}x" for row, ratio in r["train_over_authors"].items()),
+        "",
+    ]
+    scaling = results["scaling"]
+    lines.append(
+        f"Evaluation time per sequence, {scaling['model']} (address bits "
+        f"{scaling['address_bits']}, batch {scaling['batch_size']}, T = L steps):"
+    )
+    lines.append(f"{'length':>8}{'ms/seq':>12}{'ms/step':>10}{'cost/(L*T) norm.':>19}")
+    for row in scaling["lengths"]:
+        lines.append(
+            f"{row['length']:>8}{row['seconds_per_sequence'] * 1e3:>12.2f}"
+            f"{row['seconds_per_step'] * 1e3:>10.3f}{row['normalised_cost']:>19.3f}"
+        )
+    return "\n".join(lines)
+
+
+def speed_main(out: str | None, quick: bool, device: str) -> int:
+    """The `panm bench-speed` command: runs the benchmark, prints the table, writes the JSON."""
+    config = SpeedConfig.quick(device=device) if quick else SpeedConfig(device=device)
+    results = run_speed(config, quick=quick)
+    print(format_table(results))
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda p: p.write_text(json.dumps(results, indent=2) + "\n"))
+        print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,129 @@
+"""The complete PANM model and the model registry."""
+
+import random
+
+import pytest
+import torch
+
+from panm import PANMSeq2Seq, PANMSeq2SeqConfig
+from panm.models import MODEL_NAMES, build_model, load_model, model_config
+from panm.models.registry import with_overrides
+from panm.tasks import get_task
+from panm.tasks.base import collate
+
+SMALL = {"embed_dim": 16, "panm.hidden_dim": 16, "panm.pointer_dim": 8, "panm.key_dim": 8,
+         "transformer_heads": 2, "transformer_ff_dim": 16, "encoder_layers": 1,
+         "decoder_layers": 1}  # fmt: skip
+VARIANTS = [
+    {"encoder": "gru"},
+    {"encoder": "lstm", "memory_source": "sum"},
+    {"encoder": "lstm", "panm.controller_init": "given"},
+    {"encoder": "transformer", "transformer_position": "rope"},
+    {"encoder": "none", "memory_source": "embedding", "panm.address_similarity": "bitwise"},
+    {"encoder": "transformer", "decoder": "transformer"},
+]
+
+
+def small_panm(task, **changes):
+    return build_model("panm", task, {**SMALL, "dropout": 0.0, **changes})
+
+
+def batch_of(task, lengths, seed=0):
+    rng = random.Random(seed)
+    return collate([task.encode(task.sample(rng, n)) for n in lengths])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("task_name", ["copy", "priority_sort", "scan"])
+def test_panm_model_variants(variant, task_name):
+    task = get_task(task_name)
+    model = small_panm(task, **variant)
+    batch = batch_of(task, [3, 5, 2])
+    if task.bos_id is None:
+        logits = model(batch.src, batch.src_mask, num_steps=batch.tgt.shape[1])
+    else:
+        logits = model(batch.src, batch.src_mask, tgt_in=batch.tgt)
+    assert logits.shape == (3, batch.tgt.shape[1], task.output_vocab_size)
+    logits.square().sum().backward()
+    unused = {"embedding.tables.0.weight"}  # padding rows only get no gradient
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        if name not in unused:
+            assert param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_panm_model_batch_invariance(variant):
+    task = get_task("reverse")
+    model = small_panm(task, **variant).eval()
+    lengths = [6, 2, 9]
+    batch = batch_of(task, lengths)
+    together = model(batch.src, batch.src_mask, num_steps=9)
+    for i, n in enumerate(lengths):
+        alone = model(batch.src[i : i + 1, :n], batch.src_mask[i : i + 1, :n], num_steps=9)
+        torch.testing.assert_close(alone[0], together[i], atol=1e-5, rtol=0)
+
+
+def test_registry_save_load_round_trip(tmp_path):
+    task = get_task("mix")
+    for name in MODEL_NAMES:
+        torch.manual_seed(0)
+        model = build_model(name, task).eval()
+        model.save_pretrained(tmp_path / name)
+        loaded = load_model(tmp_path / name).eval()
+        assert type(loaded) is type(model) and loaded.config == model.config
+        batch = batch_of(task, [4, 7])
+        torch.testing.assert_close(
+            loaded(batch.src, batch.src_mask, num_steps=7),
+            model(batch.src, batch.src_mask, num_steps=7),
+            rtol=0,
+            atol=0,
+        )
+
+
+def test_registry_errors(tmp_path):
+    task = get_task("copy")
+    with pytest.raises(ValueError, match="unknown model 'gpt'; choose from: panm"):
+        build_model("gpt", task)
+    with pytest.raises(ValueError, match=r"unknown setting 'panm\.bits'"):
+        build_model("panm", task, {"panm.bits": 3})
+    with pytest.raises(FileNotFoundError, match="not a saved model"):
+        load_model(tmp_path)
+
+
+def test_overrides_reach_nested_config():
+    config = with_overrides(PANMSeq2SeqConfig(), {"embed_dim": 32, "panm.num_mode1": 3})
+    assert config.embed_dim == 32 and config.panm.num_mode1 == 3
+    assert config.panm.memory_dim == 32  # derived from embed_dim
+
+
+def test_model_config_follows_the_task():
+    scan = model_config("panm", get_task("scan"))
+    assert scan.decoder_input == "previous_token" and scan.panm.input_dim == scan.embed_dim
+    copy = model_config("panm", get_task("copy"))
+    assert copy.decoder_input == "none" and copy.panm.input_dim == 0
+    assert model_config("pointer", get_task("copy")).copy_map == get_task("copy").copy_map()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(encoder="cnn"), "encoder must be one of"),
+        (dict(memory_source="both"), "memory_source must be one of"),
+        (dict(encoder="none"), "needs memory_source='embedding'"),
+        (dict(memory_source="embedding"), "leaves the encoder unused"),
+        (dict(decoder="lstm"), "decoder must be one of"),
+    ],
+)
+def test_config_errors(changes, message):
+    with pytest.raises(ValueError, match=message):
+        PANMSeq2SeqConfig(**changes)
+
+
+def test_trace_exposes_pointers():
+    task = get_task("copy")
+    model = small_panm(task).eval()
+    batch = batch_of(task, [4])
+    trace = model.trace(batch.src, batch.src_mask, num_steps=4)
+    assert trace.mode1_weights.shape == (1, 4, 2, 4)
+    assert isinstance(model, PANMSeq2Seq)
