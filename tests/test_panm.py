@@ -132,8 +132,16 @@ def test_padded_slots_get_exactly_zero_weight(decoys):
     assert torch.isfinite(out.logits).all()
 
 
-def test_batch_invariance():
-    panm = make_panm(num_mode2=1, address_similarity="bitwise").eval()
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"controller_reads": False, "pointer_start": "outside"},
+        {"pointer_recurrence": False, "controller_init": "memory_mean"},
+    ],
+)
+def test_batch_invariance(options):
+    panm = make_panm(num_mode2=1, address_similarity="bitwise", **options).eval()
     lengths = [7, 3, 10, 1]
     memory, mask = random_memory(lengths)
     batched = panm(memory, mask, num_steps=8)
@@ -188,6 +196,14 @@ def test_gradients_reach_every_parameter(controller_init):
         assert param.grad is not None and param.grad.abs().sum() > 0, name
     assert memory.grad[mask].abs().sum() > 0
     assert (memory.grad[~mask] == 0).all()
+
+
+def test_controller_without_reads_only_sees_its_input():
+    panm = make_panm(controller_reads=False, input_dim=3).eval()
+    assert panm.controller.input_size == 3
+    memory, mask = random_memory([4, 4])
+    out = panm(memory, mask, inputs=torch.randn(2, 5, 3))
+    assert out.logits.shape == (2, 5, 7)
 
 
 def test_given_controller_state():

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from panm.models.base import Seq2SeqModel
 from panm.models.registry import build_model
 from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
@@ -79,6 +80,7 @@ class SpeedConfig:
     threads: torch CPU threads during the run (None: leave torch's setting alone).
     device: "cpu", "cuda", "cuda:1", ...
     seed: seed of the model initialisations and the batches.
+    extra_overrides: per-row model overrides applied last (e.g. smaller widths in tests).
     """
 
     width: int = 128
@@ -94,7 +96,6 @@ class SpeedConfig:
     device: str = "cpu"
     seed: int = 0
     extra_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per-row model overrides applied last (e.g. smaller pointer_dim in tests)."""
 
     def __post_init__(self) -> None:
         self.eval_lengths = tuple(self.eval_lengths)
@@ -111,7 +112,7 @@ class SpeedConfig:
 
     @classmethod
     def quick(cls, **changes: Any) -> SpeedConfig:
-        """Fewer warm-up calls and repeats: a rough figure in about a minute on one CPU thread."""
+        """Fewer warm-up calls and repeats: rough figures in seconds (`--quick`)."""
         return cls(**{"warmup": 1, "repeats": 3, "calls": 2, "scaling_repeats": 1, **changes})
 
 
@@ -158,13 +159,14 @@ def make_train_step(model: nn.Module, batch: Batch, task: Task) -> Callable[[], 
     return step
 
 
-def make_eval_step(model: nn.Module, batch: Batch, task: Task) -> Callable[[], None]:
-    """One evaluation forward pass on `batch` (eval mode, no gradients)."""
+def make_eval_step(model: Seq2SeqModel, batch: Batch, task: Task) -> Callable[[], None]:
+    """Greedy decoding of `batch` as evaluation does it (eval mode, no gradients; one forward
+    pass for tasks without EOS, such as Copy)."""
+    num_steps = batch.tgt.shape[1]
 
     def step() -> None:
         model.eval()
-        with torch.no_grad():
-            sequence_loss(model, batch, task, 1)
+        model.generate(batch.src, batch.src_mask, num_steps, task.bos_id)
 
     return step
 
@@ -206,20 +208,23 @@ def _summary(seconds: list[float], batch_size: int) -> dict[str, Any]:
     }
 
 
-def _fixed_batch(task: Task, length: int, batch_size: int, seed: int) -> Batch:
+def fixed_batch(task: Task, length: int, batch_size: int, seed: int) -> Batch:
+    """A batch of `batch_size` examples of exactly `length`, made by the training batch maker."""
     config = TrainConfig(
         task=TASK, batch_size=batch_size, train_lengths=(length, length), seed=seed
     )
     return training_batch(task, config, 0)
 
 
-def _build(
+def build_row(
     setups: dict[str, tuple[str, dict[str, Any]]],
     row: str,
     config: SpeedConfig,
     task: Task,
     extra: dict[str, Any] | None = None,
-) -> nn.Module:
+) -> Seq2SeqModel:
+    """Model `row` of `setups` (see `model_setups`), seeded with `config.seed`, on `config.device`,
+    with `extra` and then `config.extra_overrides[row]` applied on top of its overrides."""
     name, overrides = setups[row]
     torch.manual_seed(config.seed)
     overrides = {**overrides, **(extra or {}), **config.extra_overrides.get(row, {})}
@@ -227,11 +232,13 @@ def _build(
 
 
 def measure_throughput(config: SpeedConfig, task: Task) -> dict[str, Any]:
-    """Training and evaluation throughput of every row of `model_setups` (see the module doc)."""
+    """Training and evaluation throughput of every row of `model_setups` (see the module doc),
+    and the time `panm.training.training_batch` takes to build one batch ("data": not part of
+    the step timings, reported to show its share of a training step)."""
     device = torch.device(config.device)
     setups = model_setups(config.width)
-    batch = _fixed_batch(task, config.train_length, config.batch_size, config.seed).to(device)
-    models = {row: _build(setups, row, config, task) for row in setups}
+    batch = fixed_batch(task, config.train_length, config.batch_size, config.seed).to(device)
+    models = {row: build_row(setups, row, config, task) for row in setups}
     train = time_interleaved(
         {row: make_train_step(m, batch, task) for row, m in models.items()},
         config.repeats,
@@ -246,7 +253,13 @@ def measure_throughput(config: SpeedConfig, task: Task) -> dict[str, Any]:
         config.warmup,
         device,
     )
+    data = []
+    for round_ in range(config.repeats):  # the batch generator `train` runs before every step
+        start = time.perf_counter()
+        fixed_batch(task, config.train_length, config.batch_size, config.seed + 1 + round_)
+        data.append(time.perf_counter() - start)
     return {
+        "data": _summary(data, config.batch_size),
         "models": {
             row: {
                 "model": setups[row][0],
@@ -256,7 +269,7 @@ def measure_throughput(config: SpeedConfig, task: Task) -> dict[str, Any]:
                 "eval": _summary(evaluate[row], config.batch_size),
             }
             for row in setups
-        }
+        },
     }
 
 
@@ -275,12 +288,12 @@ def measure_scaling(config: SpeedConfig, task: Task) -> dict[str, Any]:
     device = torch.device(config.device)
     lengths = sorted(config.eval_lengths)
     bits = address_bits_for(max(lengths))
-    model = _build(
+    model = build_row(
         model_setups(config.width), SCALING_MODEL, config, task, {"panm.address_bits": bits}
     )
     steps = {
         str(length): make_eval_step(
-            model, _fixed_batch(task, length, config.eval_batch_size, config.seed).to(device), task
+            model, fixed_batch(task, length, config.eval_batch_size, config.seed).to(device), task
         )
         for length in lengths
     }
@@ -338,6 +351,17 @@ def ratios(throughput: dict[str, Any], scaling: dict[str, Any]) -> dict[str, Any
     }
 
 
+def _cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run_speed(config: SpeedConfig | None = None, quick: bool = False) -> dict[str, Any]:
     """Runs the whole speed benchmark and returns its JSON-ready results (see the module doc)."""
     config = config or (SpeedConfig.quick() if quick else SpeedConfig())
@@ -365,9 +389,7 @@ def run_speed(config: SpeedConfig | None = None, quick: bool = False) -> dict[st
             "threads": threads,
             "device": str(device),
             "device_name": (
-                torch.cuda.get_device_name(device)
-                if device.type == "cuda"
-                else platform.processor()
+                torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
             ),
             "quick": quick,
             "task": TASK,
@@ -408,8 +430,10 @@ def format_table(results: dict[str, Any]) -> str:
             f"{m['train']['sequences_per_second']:>13.0f}{m['eval']['median_seconds'] * 1e3:>15.1f}"
             f"{m['eval']['sequences_per_second']:>12.0f}{train_ratio:>14.2f}{eval_ratio:>13.2f}"
         )
+    data = results["throughput"]["data"]
     authors = results["authors"]
     lines += [
+        f"(building one training batch, not timed above: {data['median_seconds'] * 1e3:.1f} ms)",
         "",
         f"Authors' code: {authors['reference_sequences_per_second']:.0f} seq/s training; ours: "
         + ", ".join(f"{row} {ratio:.1f}x" for row, ratio in r["train_over_authors"].items()),
@@ -433,7 +457,7 @@ def speed_main(out: str | None, quick: bool, device: str) -> int:
     """The `panm bench-speed` command: runs the benchmark, prints the table, writes the JSON."""
     config = SpeedConfig.quick(device=device) if quick else SpeedConfig(device=device)
     results = run_speed(config, quick=quick)
-    print(format_table(results))
+    print(format_table(results), flush=True)
     if out:
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,11 @@ class PANMConfig:
     controller_init: initial controller state: "memory_sum" (projected sum of valid memory
         slots, as in the paper), "memory_mean" (their mean, which does not grow with length) or
         "given" (the caller passes `controller_state`, e.g. an encoder's final state).
+    controller_reads: whether the controller GRU takes the Mode-1 reads as input (the paper)
+        besides z_t. The output MLP sees the current reads either way. Without them the
+        controller cannot carry earlier reads forward, so it cannot answer step t from a read
+        made at step t-1 (a "delay line" that fits short sequences with the pointer one slot
+        ahead and fails on the first item); the pointer must be on the right slot.
     """
 
     memory_dim: int = 128
@@ -72,6 +77,7 @@ class PANMConfig:
     base_sampling: bool = True
     decoy_slots: int = 0
     controller_init: str = "memory_sum"
+    controller_reads: bool = True
 
     def __post_init__(self) -> None:
         if self.address_similarity not in SIMILARITIES:
@@ -146,7 +152,8 @@ class PANM(nn.Module, Pretrained):
         self.controller_init = (
             nn.Linear(c.memory_dim, c.hidden_dim) if c.controller_init != "given" else None
         )
-        self.controller = nn.GRUCell(c.input_dim + c.num_mode1 * c.memory_dim, c.hidden_dim)
+        reads_width = c.num_mode1 * c.memory_dim if c.controller_reads else 0
+        self.controller = nn.GRUCell(c.input_dim + reads_width, c.hidden_dim)
         features = c.hidden_dim + (c.num_mode1 + c.num_mode2) * c.memory_dim
         self.output_head = nn.Sequential(
             nn.Linear(features, c.hidden_dim), nn.ReLU(), nn.Linear(c.hidden_dim, c.output_dim)
@@ -195,15 +202,16 @@ class PANM(nn.Module, Pretrained):
         state = self._initial_controller_state(memory, memory_mask, lengths, controller_state)
 
         bits = c.address_bits
+        no_input = memory.new_zeros(batch, 0)
         step_features, pointers, weights1, weights2, pointers2 = [], [], [], [], []
         for t in range(num_steps):
             w1, pointer_state = self.pointer_unit(pointer, pointer_state, address_keys, slot_mask)
             read1 = w1.bmm(slots)  # pointer = sum_i w[i] A[i] and read = sum_i w[i] M[i] at once
             pointer, value1 = read1[..., :bits], read1[..., bits:]
-            controller_input = value1.flatten(1)
-            if inputs is not None:
-                controller_input = torch.cat([inputs[:, t], controller_input], dim=-1)
-            state = self.controller(controller_input, state)
+            controller_input = [inputs[:, t] if inputs is not None else no_input]
+            if c.controller_reads:
+                controller_input.append(value1.flatten(1))
+            state = self.controller(torch.cat(controller_input, dim=-1), state)
             features = [state, value1.flatten(1)]
             if self.relational is not None:
                 w2 = self.relational(value1, memory_keys, slot_mask)

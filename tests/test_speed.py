@@ -1,0 +1,159 @@
+"""The speed benchmark (panm.speed) on tiny settings: structure and ratios, never absolute times."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from panm.speed import (
+    AUTHORS_MODEL,
+    AUTHORS_SEQUENCES_PER_SECOND,
+    REFERENCE_MODEL,
+    SpeedConfig,
+    address_bits_for,
+    format_table,
+    model_setups,
+    run_speed,
+    speed_main,
+)
+
+TINY = SpeedConfig.quick(
+    width=16,
+    batch_size=4,
+    train_length=4,
+    eval_lengths=(3, 6, 12),
+    eval_batch_size=2,
+    repeats=2,
+    calls=1,
+    extra_overrides={
+        "panm": {"panm.pointer_dim": 8, "panm.key_dim": 8},
+        "panm-paper": {"panm.pointer_dim": 8, "panm.key_dim": 8},
+    },
+)
+ROWS = ("panm", "panm-paper", "attention")
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    return run_speed(TINY, quick=True)
+
+
+def _positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+def test_results_have_every_field(results):
+    assert set(results) == {"meta", "authors", "throughput", "scaling", "ratios"}
+    meta = results["meta"]
+    for key in ("date", "torch_version", "threads", "device", "quick", "config", "platform"):
+        assert key in meta
+    assert meta["threads"] == 1 and meta["device"] == "cpu" and meta["quick"] is True
+    assert meta["torch_version"] == torch.__version__
+    assert meta["config"]["width"] == 16
+    assert set(results["throughput"]["models"]) == set(ROWS)
+    assert set(results["ratios"]) == {
+        "train_step_over_attention",
+        "eval_step_over_attention",
+        "train_over_authors",
+        "eval_normalised_cost",
+    }
+    json.dumps(results)  # JSON-ready
+
+
+def test_throughputs_are_positive_and_raw_timings_kept(results):
+    data = results["throughput"]["data"]
+    assert len(data["seconds"]) == TINY.repeats and _positive(data["median_seconds"])
+    for row in ROWS:
+        model = results["throughput"]["models"][row]
+        assert model["parameters"] > 0
+        for phase in ("train", "eval"):
+            summary = model[phase]
+            assert len(summary["seconds"]) == TINY.repeats
+            assert all(_positive(s) for s in summary["seconds"])
+            assert _positive(summary["sequences_per_second"])
+            assert summary["sequences_per_second"] == pytest.approx(
+                TINY.batch_size / summary["median_seconds"]
+            )
+
+
+def test_ratios_are_consistent(results):
+    models, ratios = results["throughput"]["models"], results["ratios"]
+    for row in ("panm", "panm-paper"):
+        expected = (
+            models[row]["train"]["median_seconds"]
+            / models[REFERENCE_MODEL]["train"]["median_seconds"]
+        )
+        assert ratios["train_step_over_attention"][row] == pytest.approx(expected)
+        assert _positive(ratios["eval_step_over_attention"][row])
+    authors = results["authors"]
+    assert authors["model"] == AUTHORS_MODEL
+    assert authors["reference_sequences_per_second"] == AUTHORS_SEQUENCES_PER_SECOND
+    assert ratios["train_over_authors"][AUTHORS_MODEL] == pytest.approx(
+        authors["sequences_per_second"] / AUTHORS_SEQUENCES_PER_SECOND
+    )
+
+
+def test_eval_scaling_is_normalised_to_the_shortest_length(results):
+    scaling = results["scaling"]
+    rows = scaling["lengths"]
+    assert [row["length"] for row in rows] == [3, 6, 12]
+    assert all(row["steps"] == row["length"] for row in rows)
+    assert rows[0]["normalised_cost"] == pytest.approx(1.0)
+    for row in rows:
+        assert _positive(row["seconds_per_sequence"]) and _positive(row["normalised_cost"])
+        expected = row["cost_per_slot_step"] / rows[0]["cost_per_slot_step"]
+        assert row["normalised_cost"] == pytest.approx(expected)
+    assert scaling["max_normalised_cost"] == max(row["normalised_cost"] for row in rows)
+    assert set(results["ratios"]["eval_normalised_cost"]) == {"3", "6", "12"}
+
+
+def test_table_lists_every_model_and_length(results):
+    table = format_table(results)
+    for word in (*ROWS, "Authors' code", "cost/(L*T)"):
+        assert word in table
+    assert any(line.split()[:1] == ["12"] for line in table.splitlines())
+
+
+def test_setups_are_equal_width_and_paper_literal():
+    setups = model_setups(64)
+    assert setups["attention"] == ("attention", {"hidden_dim": 64})
+    for row in ("panm", "panm-paper"):
+        assert setups[row][1]["embed_dim"] == 64 and setups[row][1]["panm.hidden_dim"] == 64
+    paper = setups["panm-paper"][1]
+    assert paper["encoder"] == "gru" and paper["panm.address_similarity"] == "dot"
+    assert paper["panm.decoy_slots"] == 0
+
+
+def test_address_bits_cover_the_longest_length():
+    assert address_bits_for(11) == 8
+    assert address_bits_for(1000) == 10
+    assert 2 ** address_bits_for(1025) >= 1025
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match="repeats"):
+        SpeedConfig(repeats=0)
+    with pytest.raises(ValueError, match="eval_lengths"):
+        SpeedConfig(eval_lengths=())
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            run_speed(SpeedConfig(device="cuda"))
+
+
+def test_speed_main_writes_json(tmp_path, monkeypatch, capsys):
+    import panm.speed
+
+    monkeypatch.setattr(panm.speed.SpeedConfig, "quick", classmethod(lambda cls, **kw: TINY))
+    out = tmp_path / "speed.json"
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert speed_main(str(out), quick=True, device="cpu") == 0
+        assert torch.get_num_threads() == 2  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(previous)
+    written = json.loads(out.read_text())
+    assert written["meta"]["threads"] == 1  # the benchmark itself ran single-threaded
+    assert set(written) == {"meta", "authors", "throughput", "scaling", "ratios"}
+    assert "panm-paper" in capsys.readouterr().out
