@@ -138,6 +138,7 @@ def test_padded_slots_get_exactly_zero_weight(decoys):
         {},
         {"controller_reads": False, "pointer_start": "outside"},
         {"pointer_recurrence": False, "controller_init": "memory_mean"},
+        {"initial_read": True},
     ],
 )
 def test_batch_invariance(options):
@@ -298,8 +299,21 @@ def test_shape_errors(kwargs, message):
         ("controller_init", "zeros"),
         ("num_mode1", 0),
         ("pointer_start", "middle"),
+        ("initial_read", True),
     ],
 )
 def test_config_errors(field, value):
+    extra = {"controller_reads": False} if field == "initial_read" else {}
     with pytest.raises(ValueError, match=field):
-        PANMConfig(**{field: value})
+        PANMConfig(**{field: value}, **extra)
+
+
+def test_initial_read_primes_the_controller_with_the_start_slots():
+    panm = make_panm(initial_read=True).eval()
+    memory, mask = random_memory([4, 3])
+    calls = []
+    panm.controller.register_forward_hook(lambda module, args, out: calls.append(args[0]))
+    panm(memory, mask, num_steps=2)
+    assert len(calls) == 3  # the step-0 read, then one call per step
+    expected = torch.cat([memory[[0, 1], [0, 0]], memory[[0, 1], [3, 2]]], dim=-1)
+    torch.testing.assert_close(calls[0], expected)

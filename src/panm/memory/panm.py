@@ -60,6 +60,11 @@ class PANMConfig:
         controller cannot carry earlier reads forward, so it cannot answer step t from a read
         made at step t-1 (a "delay line" that fits short sequences with the pointer one slot
         ahead and fails on the first item); the pointer must be on the right slot.
+    initial_read: before the first step, the controller reads the slots under the initial
+        pointers (their dereference, step 0). A Pointer Unit that applies one rule at every
+        step ("+1") reads slot t at step t from an "inside" start, one slot ahead of the output;
+        with the step-0 read, answering from the previous read is right from the first item.
+        Needs controller_reads and pointer_start="inside".
     """
 
     memory_dim: int = 128
@@ -78,6 +83,7 @@ class PANMConfig:
     decoy_slots: int = 0
     controller_init: str = "memory_sum"
     controller_reads: bool = True
+    initial_read: bool = False
 
     def __post_init__(self) -> None:
         if self.address_similarity not in SIMILARITIES:
@@ -88,6 +94,8 @@ class PANMConfig:
             raise ValueError(
                 f"pointer_start must be one of {POINTER_STARTS}, got {self.pointer_start!r}"
             )
+        if self.initial_read and not (self.controller_reads and self.pointer_start == "inside"):
+            raise ValueError("initial_read needs controller_reads=True and pointer_start='inside'")
         if self.controller_init not in CONTROLLER_INITS:
             raise ValueError(
                 f"controller_init must be one of {CONTROLLER_INITS}, got {self.controller_init!r}"
@@ -203,6 +211,11 @@ class PANM(nn.Module, Pretrained):
 
         bits = c.address_bits
         no_input = memory.new_zeros(batch, 0)
+        if c.initial_read:
+            rows = torch.arange(batch, device=device).unsqueeze(1)
+            value0 = memory[rows, self.pointer_unit.start_offsets(lengths)]  # (B, G, D)
+            zero_input = memory.new_zeros(batch, c.input_dim)
+            state = self.controller(torch.cat([zero_input, value0.flatten(1)], dim=-1), state)
         step_features, pointers, weights1, weights2, pointers2 = [], [], [], [], []
         for t in range(num_steps):
             w1, pointer_state = self.pointer_unit(pointer, pointer_state, address_keys, slot_mask)
