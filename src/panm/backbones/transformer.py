@@ -142,12 +142,10 @@ class DecoderLayer(nn.Module):
         return x + self.ff(self.ln_ff(x))
 
 
-class TransformerEncoder(nn.Module):
-    """A stack of pre-LN encoder layers with a final LayerNorm.
+class _LayerStack(nn.Module):
+    """Position encoding, input dropout, `layers` layers of `layer_class`, final LayerNorm."""
 
-    position: one of `POSITION_KINDS`; max_len bounds only "learned" positions.
-    forward: x (B, L, D), mask (B, L) bool (True on real slots) -> (B, L, D).
-    """
+    layer_class: type[nn.Module]
 
     def __init__(
         self,
@@ -163,9 +161,19 @@ class TransformerEncoder(nn.Module):
         self.position = build_position_encoding(position, dim, heads, max_len)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            EncoderLayer(dim, heads, ff_dim, dropout) for _ in range(layers)
+            self.layer_class(dim, heads, ff_dim, dropout) for _ in range(layers)
         )
         self.ln_final = nn.LayerNorm(dim)
+
+
+class TransformerEncoder(_LayerStack):
+    """A stack of pre-LN encoder layers with a final LayerNorm.
+
+    position: one of `POSITION_KINDS`; max_len bounds only "learned" positions.
+    forward: x (B, L, D), mask (B, L) bool (True on real slots) -> (B, L, D).
+    """
+
+    layer_class = EncoderLayer
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         x = self.dropout(self.position.add_to_input(x))
@@ -174,30 +182,14 @@ class TransformerEncoder(nn.Module):
         return self.ln_final(x)
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(_LayerStack):
     """A stack of pre-LN decoder layers (self- and cross-attention) with a final LayerNorm.
 
     forward: x (B, T, D) decoder inputs, memory (B, L, D) encoder outputs, memory_mask (B, L)
     bool, causal (step t attends to steps <= t only) -> (B, T, D).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int,
-        layers: int,
-        ff_dim: int,
-        dropout: float,
-        position: str,
-        max_len: int = 512,
-    ) -> None:
-        super().__init__()
-        self.position = build_position_encoding(position, dim, heads, max_len)
-        self.dropout = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            DecoderLayer(dim, heads, ff_dim, dropout) for _ in range(layers)
-        )
-        self.ln_final = nn.LayerNorm(dim)
+    layer_class = DecoderLayer
 
     def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor, causal: bool) -> Tensor:
         x = self.dropout(self.position.add_to_input(x))
