@@ -7,7 +7,9 @@ import sys
 import torch
 
 from panm.checkpoint import resolve_checkpoint
-from panm.models.registry import load_model
+from panm.models.registry import build_model, load_model
+from panm.tasks import get_task
+from panm.training import TrainConfig, sequence_loss, shard_batch, training_batch
 
 # Deterministic model: no base sampling, no decoys (their random draws are per process).
 SETTINGS = [
@@ -45,4 +47,24 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     other = final_weights(tmp_path / "other")
     ddp_gap = (parallel - single).abs().max().item()
     data_gap = (other - single).abs().max().item()
-    assert ddp_gap < 5e-4 and ddp_gap < 0.05 * data_gap, (ddp_gap, data_gap)
+    assert ddp_gap < 0.2 * data_gap, (ddp_gap, data_gap)
+
+
+def test_sharded_gradients_average_to_the_full_batch_gradient():
+    """What DDP computes: each process's loss on its shard, scaled by the number of processes,
+    gradients averaged. It must equal the single-process gradient of the whole batch."""
+    task = get_task("reverse")
+    torch.manual_seed(0)
+    model = build_model("panm", task, {"embed_dim": 16, "panm.base_sampling": False})
+    batch = training_batch(task, TrainConfig(task="reverse", batch_size=8), step=0)
+    tokens = int(batch.tgt_mask.sum())
+
+    def gradient(part, scale):
+        model.zero_grad()
+        loss, _ = sequence_loss(model, part, task, tokens)
+        (loss * scale).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    full = gradient(batch, 1)
+    averaged = sum(gradient(shard_batch(batch, rank, 2), 2) for rank in range(2)) / 2
+    torch.testing.assert_close(averaged, full, rtol=1e-4, atol=1e-7)

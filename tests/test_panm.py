@@ -201,7 +201,7 @@ def test_gradients_reach_every_parameter(controller_init):
 
 def test_controller_without_reads_only_sees_its_input():
     panm = make_panm(controller_reads=False, input_dim=3).eval()
-    assert panm.controller.input_size == 3
+    assert panm.controller.input_size == 3  # the decoder input alone, no reads
     memory, mask = random_memory([4, 4])
     out = panm(memory, mask, inputs=torch.randn(2, 5, 3))
     assert out.logits.shape == (2, 5, 7)
@@ -314,6 +314,7 @@ def test_initial_read_primes_the_controller_with_the_start_slots():
     calls = []
     panm.controller.register_forward_hook(lambda module, args, out: calls.append(args[0]))
     panm(memory, mask, num_steps=2)
-    assert len(calls) == 3  # the step-0 read, then one call per step
+    sequence = calls[0]  # (B, 1 + T, input): the step-0 read, then one input per step
+    assert sequence.shape[1] == 3
     expected = torch.cat([memory[[0, 1], [0, 0]], memory[[0, 1], [3, 2]]], dim=-1)
-    torch.testing.assert_close(calls[0], expected)
+    torch.testing.assert_close(sequence[:, 0], expected)

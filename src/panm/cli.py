@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--no-progress", action="store_true")
     be.set_defaults(run=run_bench)
 
+    sp = commands.add_parser("bench-speed", help="training/evaluation throughput, PANM vs baseline")
+    sp.add_argument("--out", help="JSON results file (default: bench_out/speed.json)")
+    sp.add_argument("--quick", action="store_true", help="fewer repeats")
+    sp.add_argument("--device", default="cpu")
+    sp.set_defaults(run=run_speed)
+
     vz = commands.add_parser("viz", help="draw PANM's pointer attention for one example (PNG)")
     vz.add_argument("--checkpoint", required=True)
     vz.add_argument("--length", type=int, required=True)
@@ -309,6 +315,14 @@ def run_bench(args: argparse.Namespace) -> int:
     name = "quick" if args.quick else Path(args.config or "bench").stem
     out = args.out or str(Path("bench_out") / name)
     return bench_main(args.config, args.quick, out, args.jobs, not args.no_progress)
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    from panm.speed import speed_main
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: no CUDA device is available")
+    return speed_main(args.out or str(Path("bench_out") / "speed.json"), args.quick, args.device)
 
 
 def run_viz(args: argparse.Namespace) -> int:

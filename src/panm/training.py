@@ -231,7 +231,7 @@ def train(
     try:
         while step < config.steps and not _out_of_time(started, budget, world, device):
             batch = training_batch(task, config, step).to(device)
-            part = _shard(batch, rank, world)
+            part = shard_batch(batch, rank, world)
             loss, logits = sequence_loss(trained, part, task, int(batch.tgt_mask.sum()))
             optimizer.zero_grad(set_to_none=True)
             (loss * world).backward()
@@ -291,7 +291,7 @@ def train(
     )
 
 
-def _shard(batch: Batch, rank: int, world: int) -> Batch:
+def shard_batch(batch: Batch, rank: int, world: int) -> Batch:
     if world == 1:
         return batch
     size = len(batch) // world

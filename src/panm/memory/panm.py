@@ -161,7 +161,7 @@ class PANM(nn.Module, Pretrained):
             nn.Linear(c.memory_dim, c.hidden_dim) if c.controller_init != "given" else None
         )
         reads_width = c.num_mode1 * c.memory_dim if c.controller_reads else 0
-        self.controller = nn.GRUCell(c.input_dim + reads_width, c.hidden_dim)
+        self.controller = nn.GRU(max(1, c.input_dim + reads_width), c.hidden_dim, batch_first=True)
         features = c.hidden_dim + (c.num_mode1 + c.num_mode2) * c.memory_dim
         self.output_head = nn.Sequential(
             nn.Linear(features, c.hidden_dim), nn.ReLU(), nn.Linear(c.hidden_dim, c.output_dim)
@@ -201,59 +201,68 @@ class PANM(nn.Module, Pretrained):
             slot_addresses = self.address_bank.lookup(slot_ids)
 
         # Everything that depends only on the sequence is computed once, not per step.
-        slots = torch.cat([slot_addresses, slot_memory], dim=-1)  # (B, L', b + D)
         address_keys = self.pointer_unit.attention.keys(slot_addresses)
-        memory_keys = self.relational.keys(slot_memory) if self.relational is not None else None
-        start = self.pointer_unit.start_offsets(lengths) + base.unsqueeze(1)
-        pointer = self.address_bank.lookup(start % self.address_bank.size)
+        start = self.pointer_unit.start_offsets(lengths)  # (B, G) slot offsets
+        pointer = self.address_bank.lookup((start + base.unsqueeze(1)) % self.address_bank.size)
         pointer_state = memory.new_zeros(batch, c.num_mode1, c.pointer_dim)
-        state = self._initial_controller_state(memory, memory_mask, lengths, controller_state)
 
-        bits = c.address_bits
-        no_input = memory.new_zeros(batch, 0)
-        if c.initial_read:
-            rows = torch.arange(batch, device=device).unsqueeze(1)
-            value0 = memory[rows, self.pointer_unit.start_offsets(lengths)]  # (B, G, D)
-            zero_input = memory.new_zeros(batch, c.input_dim)
-            state = self.controller(torch.cat([zero_input, value0.flatten(1)], dim=-1), state)
-        step_features, pointers, weights1, weights2, pointers2 = [], [], [], [], []
-        for t in range(num_steps):
+        # The pointers are the only recurrence: they never see memory or the controller, so
+        # reads, the controller and Mode-2 run over all steps at once after this loop.
+        pointers, weights = [], []
+        for _ in range(num_steps):
             w1, pointer_state = self.pointer_unit(pointer, pointer_state, address_keys, slot_mask)
-            read1 = w1.bmm(slots)  # pointer = sum_i w[i] A[i] and read = sum_i w[i] M[i] at once
-            pointer, value1 = read1[..., :bits], read1[..., bits:]
-            controller_input = [inputs[:, t] if inputs is not None else no_input]
-            if c.controller_reads:
-                controller_input.append(value1.flatten(1))
-            state = self.controller(torch.cat(controller_input, dim=-1), state)
-            features = [state, value1.flatten(1)]
-            if self.relational is not None:
-                w2 = self.relational(value1, memory_keys, slot_mask)
-                read2 = w2.bmm(slots)
-                features.append(read2[..., bits:].flatten(1))
-                weights2.append(w2[..., :num_slots])
-                pointers2.append(read2[..., :bits])
-            step_features.append(torch.cat(features, dim=-1))
+            pointer = w1.bmm(slot_addresses)  # p_t = sum_i w_t[i] A[i]
             pointers.append(pointer)
-            weights1.append(w1[..., :num_slots])
+            weights.append(w1)
+        w1 = torch.stack(weights, dim=1)  # (B, T, G, L')
+        value1 = _weighted_read(w1, slot_memory)  # (B, T, G, D): v_t = sum_i w_t[i] M[i]
 
-        logits = self.output_head(torch.stack(step_features, dim=1))
-        return PANMOutput(
-            logits=logits,
-            pointers=torch.stack(pointers, dim=1),
-            mode1_weights=torch.stack(weights1, dim=1),
-            mode2_weights=(
-                torch.stack(weights2, dim=1)
-                if weights2
-                else memory.new_zeros(batch, num_steps, 0, num_slots)
-            ),
-            mode2_pointers=(
-                torch.stack(pointers2, dim=1)
-                if pointers2
-                else memory.new_zeros(batch, num_steps, 0, bits)
-            ),
-            addresses=addresses,
-            controller_state=state,
+        states, last_state = self._run_controller(
+            memory, lengths, start, value1, inputs, controller_state
         )
+        features = [states, value1.flatten(2)]
+        w2 = memory.new_zeros(batch, num_steps, 0, slot_memory.shape[1])
+        if self.relational is not None:
+            memory_keys = self.relational.keys(slot_memory)
+            w2 = self.relational(value1, memory_keys, slot_mask)  # (B, T, H, L')
+            features.append(_weighted_read(w2, slot_memory).flatten(2))
+        return PANMOutput(
+            logits=self.output_head(torch.cat(features, dim=-1)),
+            pointers=torch.stack(pointers, dim=1),
+            mode1_weights=w1[..., :num_slots],
+            mode2_weights=w2[..., :num_slots],
+            mode2_pointers=_weighted_read(w2, slot_addresses),
+            addresses=addresses,
+            controller_state=last_state,
+        )
+
+    def _run_controller(
+        self,
+        memory: Tensor,
+        lengths: Tensor,
+        start: Tensor,
+        value1: Tensor,
+        inputs: Tensor | None,
+        given_state: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Controller states (B, T, hidden) for all steps, and the last state (B, hidden)."""
+        c = self.config
+        batch, num_steps = value1.shape[:2]
+        parts = [inputs] if inputs is not None else []
+        if c.controller_reads:
+            parts.append(value1.flatten(2))
+        if not parts:  # nothing to read: a constant input (nn.GRU needs one feature)
+            parts.append(memory.new_ones(batch, num_steps, 1))
+        controller_inputs = torch.cat(parts, dim=-1)
+        if c.initial_read:  # step 0: the slots under the initial pointers, no decoder input
+            rows = torch.arange(batch, device=memory.device).unsqueeze(1)
+            step0 = torch.cat(
+                [memory.new_zeros(batch, c.input_dim), memory[rows, start].flatten(1)], dim=-1
+            )
+            controller_inputs = torch.cat([step0.unsqueeze(1), controller_inputs], dim=1)
+        initial = self._initial_controller_state(memory, lengths, given_state)
+        states, last = self.controller(controller_inputs, initial.unsqueeze(0))
+        return states[:, -num_steps:], last[0]
 
     def _validate(
         self,
@@ -319,7 +328,7 @@ class PANM(nn.Module, Pretrained):
         return base.expand(batch).remainder(self.address_bank.size)
 
     def _initial_controller_state(
-        self, memory: Tensor, memory_mask: Tensor, lengths: Tensor, given: Tensor | None
+        self, memory: Tensor, lengths: Tensor, given: Tensor | None
     ) -> Tensor:
         if self.controller_init is None:
             assert given is not None
@@ -350,3 +359,13 @@ class PANM(nn.Module, Pretrained):
             torch.cat([real_ids, decoy_ids], dim=1),
             torch.cat([memory_mask, outside], dim=1),
         )
+
+
+def _weighted_read(weights: Tensor, values: Tensor) -> Tensor:
+    """sum_i weights[..., i] values[i] for every step and pointer.
+
+    weights (B, T, P, L), values (B, L, X) -> (B, T, P, X).
+    """
+    batch, steps, pointers, slots = weights.shape
+    flat = weights.reshape(batch, steps * pointers, slots).bmm(values)
+    return flat.view(batch, steps, pointers, values.shape[-1])

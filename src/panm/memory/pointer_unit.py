@@ -34,7 +34,9 @@ class GroupedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.einsum("bgi,gio->bgo", x, self.weight) + self.bias
+        # (G, B, I) @ (G, I, O) + bias: one batched matmul for all groups.
+        out = torch.baddbmm(self.bias.unsqueeze(1), x.transpose(0, 1), self.weight)
+        return out.transpose(0, 1)
 
 
 class GroupedGRUCell(nn.Module):

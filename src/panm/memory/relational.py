@@ -29,7 +29,10 @@ class RelationalAccess(nn.Module):
         return self.key(memory)
 
     def forward(self, mode1_reads: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
-        """Mode-1 reads (B, G, D), keys (B, L, K), valid-slot mask (B, L) -> weights (B, H, L)."""
-        query = self.query(mode1_reads.flatten(1)).view(-1, self.num_heads, self.key_dim)
+        """Mode-1 reads (B, T, G, D), keys (B, L, K), valid-slot mask (B, L) -> weights
+        (B, T, H, L) (exactly 0 on invalid slots)."""
+        batch, steps = mode1_reads.shape[:2]
+        query = self.query(mode1_reads.flatten(2)).view(batch, steps * self.num_heads, -1)
         scores = query.bmm(keys.transpose(1, 2)) / math.sqrt(self.key_dim)
-        return scores.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(dim=-1)
+        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(dim=-1)
+        return scores.view(batch, steps, self.num_heads, -1)
