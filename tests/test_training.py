@@ -105,3 +105,19 @@ def test_minutes_budget_stops_training(tmp_path):
 def test_config_errors(changes, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**changes)
+
+
+def test_best_checkpoint_ranks_accuracy_then_loss():
+    from panm.training import _update_best
+
+    def scores(seq, tok, loss):
+        return {"valid_sequence_accuracy": seq, "valid_token_accuracy": tok, "valid_loss": loss}
+
+    index = _update_best({}, scores(0.5, 0.9, 0.3), step=1)
+    assert index["best_step"] == 1
+    index = _update_best(index, scores(0.4, 0.95, 0.1), step=2)  # lower accuracy loses
+    assert index["best_step"] == 1
+    index = _update_best(index, scores(1.0, 1.0, 0.2), step=3)
+    index = _update_best(index, scores(1.0, 1.0, 0.05), step=4)  # same accuracy, lower loss
+    index = _update_best(index, scores(1.0, 1.0, 0.05), step=5)  # a tie keeps the earlier
+    assert index["best_step"] == 4 and index["best"].endswith("step-00000004")

@@ -226,7 +226,7 @@ def run_train(args: argparse.Namespace) -> int:
     best = result.best_valid or {}
     print(
         f"trained {result.step} steps in {result.elapsed_seconds:.0f}s; best validation "
-        f"(training lengths) sequence accuracy {best.get('sequence_accuracy', float('nan')):.3f} "
+        f"(training lengths) sequence accuracy {best.get('valid_sequence_accuracy', 0.0):.3f} "
         f"at step {result.best_step}; run in {out}"
     )
     return 0

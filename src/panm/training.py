@@ -37,11 +37,11 @@ from panm.checkpoint import (
     save_checkpoint,
 )
 from panm.evaluation import accuracy, batch_correct
-from panm.models.base import forward_batch
+from panm.models.base import Seq2SeqModel, forward_batch
 from panm.models.registry import build_model, load_model
 from panm.pretrained import atomic_write, config_from_dict
 from panm.tasks import Task, get_task
-from panm.tasks.base import Batch
+from panm.tasks.base import Batch, collate
 
 RUN_CONFIG = "run.json"
 METRICS = "metrics.jsonl"
@@ -249,19 +249,15 @@ def train(
                     "elapsed_seconds": round(time.monotonic() - started, 2),
                 }
                 if step % config.eval_every == 0 or step == config.steps:
-                    result = accuracy(model, task, valid, device=device)
-                    record["valid_sequence_accuracy"] = result.sequence_accuracy
-                    record["valid_token_accuracy"] = result.token_accuracy
-                    key = [result.sequence_accuracy, result.token_accuracy]
-                    if "best" not in index or key > index["best_valid"]:
-                        index = {**index, "best_valid": key, "best_step": step}
-                        index["best"] = f"checkpoints/step-{step:08d}"
+                    scores = validate(model, task, valid, device)
+                    record.update(scores)
+                    index = _update_best(index, scores, step)
                     checkpoint()
                 _log(run_dir, record, writer, on_log)
                 bar.set_postfix(
                     loss=f"{record['loss']:.3f}",
                     acc=f"{record['train_sequence_accuracy']:.2f}",
-                    valid=f"{index.get('best_valid', [0])[0]:.2f}",
+                    valid=f"{index['best_valid'][0]:.2f}" if "best_valid" in index else "-",
                 )
     except KeyboardInterrupt:
         checkpoint()
@@ -270,13 +266,7 @@ def train(
         bar.close()
     if rank == 0 and (index.get("latest") != f"checkpoints/step-{step:08d}"):
         if "best" not in index:
-            result = accuracy(model, task, valid, device=device)
-            index = {
-                **index,
-                "best_valid": [result.sequence_accuracy, result.token_accuracy],
-                "best_step": step,
-                "best": f"checkpoints/step-{step:08d}",
-            }
+            index = _update_best(index, validate(model, task, valid, device), step)
         checkpoint()
     if writer is not None:
         writer.close()
@@ -284,11 +274,54 @@ def train(
     return TrainResult(
         step=step,
         best_step=index.get("best_step"),
-        best_valid=({"sequence_accuracy": best[0], "token_accuracy": best[1]} if best else None),
+        best_valid=dict(zip(VALID_KEYS, best, strict=True)) if best else None,
         elapsed_seconds=time.monotonic() - started,
         run_dir=run_dir,
         rank=rank,
     )
+
+
+VALID_KEYS = ("valid_sequence_accuracy", "valid_token_accuracy", "valid_loss")
+
+
+@torch.no_grad()
+def validate(
+    model: Seq2SeqModel, task: Task, examples: list[dict], device: torch.device
+) -> dict[str, float]:
+    """Validation accuracy and loss (mean token cross entropy) on held-out training lengths."""
+    result = accuracy(model, task, examples, device=device)
+    was_training = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    for start in range(0, len(examples), 256):
+        chunk = examples[start : start + 256]
+        batch = collate([task.encode(e) for e in chunk]).to(device)
+        count = int(batch.tgt_mask.sum())
+        loss, _ = sequence_loss(model, batch, task, count)
+        total, tokens = total + loss.item() * count, tokens + count
+    model.train(was_training)
+    values = (result.sequence_accuracy, result.token_accuracy, total / tokens)
+    return dict(zip(VALID_KEYS, values, strict=True))
+
+
+def _update_best(index: dict[str, Any], scores: dict[str, float], step: int) -> dict[str, Any]:
+    """The checkpoint index with `step` as "best" if it beats the best so far.
+
+    Ranked by validation sequence accuracy, then token accuracy, then lower loss: once
+    accuracy saturates on training lengths, a lower loss means sharper, more confident
+    pointers, which is what carries over to longer sequences.
+    """
+    key = [scores["valid_sequence_accuracy"], scores["valid_token_accuracy"], -scores["valid_loss"]]
+    best = index.get("best_valid")
+    if best is not None and key <= [best[0], best[1], -best[2]]:
+        return index
+    values = [scores[k] for k in VALID_KEYS]
+    return {
+        **index,
+        "best_valid": values,
+        "best_step": step,
+        "best": f"checkpoints/step-{step:08d}",
+    }
 
 
 def shard_batch(batch: Batch, rank: int, world: int) -> Batch:
