@@ -8,12 +8,15 @@ from __future__ import annotations
 from panm.training import TrainConfig
 
 # The PANM design that extrapolates (see docs/results.md): memory slots hold token embeddings,
-# address attention matches every address bit, and training adds decoy slots.
+# address attention matches every address bit, training adds decoy slots, the controller reads
+# the initial pointers' slots before step 1 and starts from the mean (not the sum) of memory.
 PANM_EXTRAPOLATING = {
     "encoder": "none",
     "memory_source": "embedding",
     "panm.address_similarity": "bitwise",
     "panm.decoy_slots": 8,
+    "panm.initial_read": True,
+    "panm.controller_init": "memory_mean",
 }
 
 
