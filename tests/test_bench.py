@@ -228,8 +228,13 @@ def test_report_statistics(tmp_path):
 def test_quick_preset_matches_its_file():
     assert load_config(CONFIGS / "quick.json") == QUICK
     assert len(plan_runs(QUICK)) == 8
-    algorithmic = load_config(CONFIGS / "algorithmic.json")
-    assert len(plan_runs(algorithmic)) == 6 * 6 * 3
+    extrapolation = load_config(CONFIGS / "extrapolation.json")
+    assert len(plan_runs(extrapolation)) == 6 * (5 + 8) * 3
+
+
+def test_every_committed_config_loads():
+    for path in sorted(CONFIGS.glob("**/*.json")):
+        assert plan_runs(load_config(path)), path
 
 
 @pytest.mark.parametrize(

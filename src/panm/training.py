@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -199,6 +200,8 @@ def train(
     if rank == 0:
         _truncate_metrics(run_dir / METRICS, step)
 
+    if rank == 0 and progress:
+        print(f"{config.model}: {model.num_parameters():,} parameters", file=sys.stderr)
     trained: nn.Module = model
     if world > 1:
         trained = nn.parallel.DistributedDataParallel(model)
