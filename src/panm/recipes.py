@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from panm.training import TrainConfig
 
-# The PANM design that extrapolates (see docs/results.md): memory slots hold token embeddings,
-# address attention matches every address bit, training adds decoy slots, the controller reads
-# the initial pointers' slots before step 1 and starts from the mean (not the sum) of memory.
+# The PANM design that extrapolates on Copy and Reverse (see docs/results.md): memory slots hold
+# token embeddings, address attention matches every address bit, training adds decoy slots, the
+# controller reads the initial pointers' slots before step 1 and starts from the mean (not the
+# sum) of memory.
 PANM_EXTRAPOLATING = {
     "encoder": "none",
     "memory_source": "embedding",
@@ -18,9 +19,25 @@ PANM_EXTRAPOLATING = {
     "panm.initial_read": True,
     "panm.controller_init": "memory_mean",
 }
+# Dynamic recall answers with the token *after* the query's slot, which a slot holding only its
+# own token cannot provide: its memory adds a bidirectional GRU's states to the embeddings.
+PANM_CONTEXT_TASKS = {"dynamic_recall": {"encoder": "gru", "memory_source": "sum"}}
+
+# The issue-5 protocol: at most 15 minutes of CPU training per run (whichever of steps and
+# minutes ends first), validation every 500 steps.
+STEPS, MINUTES, EVAL_EVERY = 20_000, 15.0, 500
 
 
 def default_train_config(task: str, model: str) -> TrainConfig:
     """The documented default recipe for `model` on `task`."""
-    overrides = dict(PANM_EXTRAPOLATING) if model == "panm" else {}
-    return TrainConfig(task=task, model=model, model_overrides=overrides)
+    overrides = {}
+    if model == "panm":
+        overrides = {**PANM_EXTRAPOLATING, **PANM_CONTEXT_TASKS.get(task, {})}
+    return TrainConfig(
+        task=task,
+        model=model,
+        model_overrides=overrides,
+        steps=STEPS,
+        minutes=MINUTES,
+        eval_every=EVAL_EVERY,
+    )
