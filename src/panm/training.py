@@ -171,6 +171,9 @@ def train(
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by {world} processes")
     device = torch.device(config.device)
+    if world > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     task = get_task(config.task, **config.task_options)
 
     index = read_index(run_dir) if resume else {}
