@@ -4,10 +4,11 @@ Read top to bottom: the config, the output, then `PANM.forward`, which
 
 1. gives every memory slot a binary address (`AddressBank`), with a random base in training;
 2. optionally appends training-only *decoy* slots (see `PANMConfig.decoy_slots`);
-3. decodes step by step: the Pointer Unit moves the Mode-1 pointers over addresses, each pointer
-   reads memory at its weights (Mode-1), the Mode-1 reads query memory by content (Mode-2), and a
-   GRU controller integrates the reads with the optional decoder input;
-4. maps [controller state, Mode-1 reads, Mode-2 reads] of every step to outputs with an MLP.
+3. moves the Mode-1 pointers over the addresses step by step (the Pointer Unit, which sees
+   addresses only);
+4. reads memory at the pointers' weights (Mode-1), queries memory by content with those reads
+   (Mode-2), runs the GRU controller over the reads and the optional decoder input, and maps
+   [controller state, Mode-1 reads, Mode-2 reads] of every step to outputs with an MLP.
 
 Shapes: B batch, L memory slots, D memory width, T decoding steps, G Mode-1 pointers, H Mode-2
 pointers, b address bits.
@@ -206,8 +207,8 @@ class PANM(nn.Module, Pretrained):
         pointer = self.address_bank.lookup((start + base.unsqueeze(1)) % self.address_bank.size)
         pointer_state = memory.new_zeros(batch, c.num_mode1, c.pointer_dim)
 
-        # The pointers are the only recurrence: they never see memory or the controller, so
-        # reads, the controller and Mode-2 run over all steps at once after this loop.
+        # Only the pointers must run step by step: they never see memory or the controller,
+        # so the reads, the controller GRU and Mode-2 then run over all steps at once.
         pointers, weights = [], []
         for _ in range(num_steps):
             w1, pointer_state = self.pointer_unit(pointer, pointer_state, address_keys, slot_mask)
