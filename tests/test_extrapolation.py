@@ -27,7 +27,7 @@ def train_and_test(tmp_path, task_name, model, steps):
 
 
 def test_panm_reverse_extrapolates_to_twice_the_training_length(tmp_path):
-    results = train_and_test(tmp_path, "reverse", "panm", steps=3000)
+    results = train_and_test(tmp_path, "reverse", "panm", steps=5000)
     assert results[10].sequence_accuracy >= 0.95
     assert results[22].sequence_accuracy >= 0.9
 
