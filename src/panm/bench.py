@@ -44,6 +44,7 @@ from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
 from panm.report import format_duration, write_report
 from panm.tasks import TASK_NAMES, get_task
+from panm.tasks.algorithmic import is_int
 from panm.training import RUN_CONFIG, TrainConfig, train
 
 RESULT_NAME = "result.json"
@@ -73,7 +74,7 @@ def _check_names(what: str, names: Any, known: tuple[str, ...]) -> None:
 
 
 def _check_int_list(what: str, values: Any, minimum: int | None) -> None:
-    if not isinstance(values, list) or not all(_is_int(v) for v in values):
+    if not isinstance(values, list) or not all(is_int(v) for v in values):
         raise ValueError(f"{what} must be a list of integers, got {values!r}")
     if minimum is not None and any(v < minimum for v in values):
         raise ValueError(f"{what} must be >= {minimum}, got {values}")
@@ -110,10 +111,6 @@ def _check_variant(name: Any, variant: Any) -> None:
             f"got {variant.get('model')!r}"
         )
     _check_mapping(f"variants[{name!r}].overrides", variant.get("overrides", {}))
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass

@@ -27,14 +27,14 @@ NUM_SPECIALS = 4
 _IGNORED_KEYS = ("target", "output")
 
 
-def _is_int(value: object) -> TypeGuard[int]:
+def is_int(value: object) -> TypeGuard[int]:
     """True for ints proper (bool is not accepted as an int)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_int(value: object, what: str, high: int) -> int:
     """Returns `value` if it is an int in 0..high-1, else raises ValueError naming `what`."""
-    if not _is_int(value):
+    if not is_int(value):
         raise ValueError(f"{what} must be an int, got {type(value).__name__} {value!r}")
     if not 0 <= value < high:
         raise ValueError(f"{what} = {value} is outside the allowed range 0..{high - 1}")
@@ -61,7 +61,7 @@ class AlgorithmicTask(Task):
     keys: tuple[str, ...] = ("seq",)
 
     def __init__(self, num_symbols: int = 10) -> None:
-        if not _is_int(num_symbols) or num_symbols < 1:
+        if not is_int(num_symbols) or num_symbols < 1:
             raise ValueError(f"num_symbols must be a positive int, got {num_symbols!r}")
         self.num_symbols = num_symbols
         self.input_vocab_sizes: tuple[int, ...] = (NUM_SPECIALS + num_symbols,)
@@ -74,7 +74,7 @@ class AlgorithmicTask(Task):
 
     def sample(self, rng: random.Random, length: int) -> dict:
         """A random example: "seq" has `length` uniform symbols, then the task's extra fields."""
-        if not _is_int(length) or length < self.min_length():
+        if not is_int(length) or length < self.min_length():
             raise ValueError(f"{self.name} needs length >= {self.min_length()}, got {length!r}")
         seq = [rng.randrange(self.num_symbols) for _ in range(length)]
         return {"seq": seq, **self._sample_rest(rng, seq)}
@@ -216,7 +216,7 @@ class _KeyedSortTask(AlgorithmicTask):
 
     def __init__(self, num_symbols: int, num_keys: int) -> None:
         super().__init__(num_symbols)
-        if not _is_int(num_keys) or num_keys < 1:
+        if not is_int(num_keys) or num_keys < 1:
             raise ValueError(f"{self.num_keys_arg} must be a positive int, got {num_keys!r}")
         self.num_keys = num_keys
         self.keys = ("seq", self.key)
@@ -283,7 +283,7 @@ class IdSortTask(_KeyedSortTask):
         self.num_ids = num_ids
 
     def sample(self, rng: random.Random, length: int) -> dict:
-        if _is_int(length) and length > self.num_ids:
+        if is_int(length) and length > self.num_ids:
             raise ValueError(f"id_sort needs length <= num_ids = {self.num_ids}, got {length}")
         return super().sample(rng, length)
 
