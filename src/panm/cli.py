@@ -7,6 +7,7 @@ ends with a one-line `panm: error: ...` message and exit status 2, never a trace
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from panm.models.registry import MODEL_NAMES
 from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
 from panm.tasks import TASK_NAMES, Task, get_task
-from panm.training import RUN_CONFIG, TrainConfig, train
+from panm.training import RUN_CONFIG, TrainConfig, read_run_config, train
 
 
 class UsageError(Exception):
@@ -209,10 +210,10 @@ def run_data(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume:
-        stored = out / RUN_CONFIG
-        if not stored.is_file():
-            raise UsageError(f"cannot resume: {stored} not found")
-        config = TrainConfig(**{**json.loads(stored.read_text())})
+        try:
+            config = read_run_config(out)
+        except FileNotFoundError as error:
+            raise UsageError(f"cannot resume: {error}") from None
         config = _apply_flags(config, args, only=("steps", "minutes"))
     else:
         if not args.task:
@@ -255,19 +256,18 @@ def _apply_flags(
     if only is None:
         changes["task_options"] = task_options(args)
         changes["model_overrides"] = {**config.model_overrides, **parse_settings(args.set)}
-    return TrainConfig(**{**config.__dict__, **changes})
+    return dataclasses.replace(config, **changes)
 
 
 def checkpoint_task(args: argparse.Namespace) -> Task:
     """The task a checkpoint was trained on (from its run.json), or --task."""
     folder = resolve_checkpoint(args.checkpoint, args.which)
     for candidate in (Path(args.checkpoint), folder.parent.parent):
-        stored = candidate / RUN_CONFIG
-        if stored.is_file():
-            run = json.loads(stored.read_text())
-            if args.task and args.task != run["task"]:
-                raise UsageError(f"the checkpoint was trained on {run['task']}, not {args.task}")
-            return get_task(run["task"], **run.get("task_options", {}))
+        if (candidate / RUN_CONFIG).is_file():
+            run = read_run_config(candidate)
+            if args.task and args.task != run.task:
+                raise UsageError(f"the checkpoint was trained on {run.task}, not {args.task}")
+            return get_task(run.task, **run.task_options)
     if not args.task:
         raise UsageError(f"{args.checkpoint} is not inside a run directory: give --task")
     return get_task(args.task)

@@ -139,18 +139,26 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def read_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig saved in a run directory's run.json."""
+    stored = Path(run_dir) / RUN_CONFIG
+    if not stored.is_file():
+        raise FileNotFoundError(f"{stored} not found: not a training run")
+    try:
+        return config_from_dict(TrainConfig, json.loads(stored.read_text()))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise ValueError(f"{stored} is corrupt: {error}") from error
+
+
 def prepare_run(run_dir: Path, config: TrainConfig, resume: bool) -> TrainConfig:
     """Checks the run directory and writes (or, on resume, reads) its run.json.
 
     On resume the stored config is used; only `steps` and `minutes` may be raised.
     """
-    stored = run_dir / RUN_CONFIG
     if resume:
-        if not stored.is_file():
-            raise FileNotFoundError(f"cannot resume: {stored} not found")
-        saved = config_from_dict(TrainConfig, json.loads(stored.read_text()))
+        saved = read_run_config(run_dir)
         return dataclasses.replace(saved, steps=config.steps, minutes=config.minutes)
-    if stored.exists():
+    if (run_dir / RUN_CONFIG).exists():
         raise FileExistsError(f"{run_dir} already holds a run; use --resume or another --out")
     return config
 
