@@ -1,6 +1,7 @@
 """The benchmark matrix (panm.bench) and its report (panm.report), on tiny runs."""
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -256,6 +257,12 @@ def test_every_committed_config_loads():
         ({"variants": {"x": {"model": "lstm", "extra": 1}}}, "unknown key(s) ['extra']"),
         ({"train_options": {"seed": 3}}, "bench-managed setting 'seed'"),
         ({"models": [], "variants": {}}, "at least one model or variant"),
+        ({"splits": "cutoff-26"}, "splits must be a list of split names"),
+        ({"splits": []}, "splits must list distinct split names"),
+        (
+            {"splits": ["cutoff-26"], "train_options": {"task_options": {"split": "length"}}},
+            "either in splits or in task_options",
+        ),
     ],
 )
 def test_config_errors(changes, message):
@@ -293,3 +300,41 @@ def test_report_without_matplotlib_skips_plots(tiny_bench, tmp_path, monkeypatch
     write_report(out, "panm bench")
     assert (out / "results.md").is_file() and not (out / "plot_copy.png").exists()
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_scan_splits_are_tables_of_their_own_and_a_table_by_split(tmp_path):
+    config = BenchConfig.from_dict(
+        {
+            "tasks": ["scan"],
+            "splits": ["cutoff-44", "cutoff-46"],
+            "models": ["transformer"],
+            "steps": 1,
+            "batch_size": 4,
+            "model_overrides": {
+                "transformer": {"d_model": 8, "num_heads": 2, "ff_dim": 8, "encoder_layers": 1}
+            },
+            "train_options": {"valid_count": 4, "eval_every": 1},
+        }
+    )
+    with pytest.raises(ValueError, match="task 'scan-random': unknown SCAN split"):
+        plan_runs(dataclasses.replace(config, splits=["random"]))
+    outcomes = run_bench(config, tmp_path, jobs=1, progress=False)
+    assert [o["task"] for o in outcomes] == ["scan-cutoff-44", "scan-cutoff-46"]
+    for outcome, split in zip(outcomes, config.splits, strict=True):
+        assert outcome["task_options"] == {"split": split}
+        assert (tmp_path / "runs" / f"scan-{split}" / "transformer" / "seed-0").is_dir()
+        whole = outcome["test"][-1]
+        assert whole["length"] == "all" and 0.0 <= whole["oracle_sequence_accuracy"] <= 1.0
+        # every test output is longer than the cut-off
+        assert all(t["length"] > int(split.split("-")[1]) for t in outcome["test"][:-1])
+    markdown = write_report(tmp_path, "panm bench scan.json")
+    assert "## Whole test set, by split" in markdown
+    assert "| row | cutoff-44 | cutoff-46 |" in markdown
+    assert "## scan-cutoff-44" in markdown and "## scan-cutoff-46" in markdown
+    (line,) = [row for row in markdown.splitlines() if row.startswith("| transformer | ")][:1]
+    cells = [cell.strip() for cell in line.strip("|").split("|")[1:]]
+    for cell, outcome in zip(cells, outcomes, strict=True):
+        whole = outcome["test"][-1]
+        expected = f"{100 * whole['sequence_accuracy']:.1f} "
+        expected += f"({100 * whole['oracle_sequence_accuracy']:.1f}), n=1"
+        assert cell == expected

@@ -127,3 +127,25 @@ def test_trace_exposes_pointers():
     trace = model.trace(batch.src, batch.src_mask, num_steps=4)
     assert trace.mode1_weights.shape == (1, 4, 2, 4)
     assert isinstance(model, PANMSeq2Seq)
+
+
+def test_oracle_length_decoding_delays_eos_only():
+    task = get_task("scan", split="cutoff-44")
+    model = build_model("transformer", task, {"d_model": 8, "num_heads": 2, "ff_dim": 8}).eval()
+    with torch.no_grad():
+        model.head.bias[task.eos_id] = 100.0  # a model that always wants to stop
+    batch = collate([task.encode(e) for e in task.examples("test")[:2]])
+    free = model.generate(batch.src, batch.src_mask, 6, bos_id=task.bos_id)
+    assert (free == task.eos_id).all()
+    oracle = model.generate(
+        batch.src,
+        batch.src_mask,
+        6,
+        bos_id=task.bos_id,
+        eos_id=task.eos_id,
+        min_steps=torch.tensor([3, 0]),
+    )
+    assert (oracle[0, :3] != task.eos_id).all() and (oracle[0, 3:] == task.eos_id).all()
+    assert (oracle[1] == task.eos_id).all()
+    with pytest.raises(ValueError, match="both eos_id and min_steps"):
+        model.generate(batch.src, batch.src_mask, 6, bos_id=task.bos_id, eos_id=task.eos_id)

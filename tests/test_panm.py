@@ -1,5 +1,7 @@
 """The PANM mechanism, tested directly."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -44,6 +46,34 @@ def test_base_sampling_covers_the_whole_range():
     bases = bank.sample_base(4000, torch.device("cpu"), torch.Generator().manual_seed(0))
     counts = torch.bincount(bases, minlength=16)
     assert counts.numel() == 16 and (counts > 150).all()
+
+
+def longest_carry(first: int, count: int, bits: int) -> int:
+    """The most low bits flipped by one increment within slots first .. first + count - 1."""
+    addresses = [(first + i) % 2**bits for i in range(count)]
+    return max([(a ^ b).bit_length() - 1 for a, b in itertools.pairwise(addresses)], default=-1)
+
+
+def test_carry_balanced_bases_put_every_carry_length_in_the_window():
+    bank = AddressBank(6)
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(2, 9, (6000,), generator=generator)
+    bases = bank.sample_base(6000, torch.device("cpu"), generator, "carries", lengths)
+    assert ((bases >= 0) & (bases < 64)).all()
+    carries = torch.tensor(
+        [longest_carry(b, n, 6) for b, n in zip(bases.tolist(), lengths.tolist(), strict=True)]
+    )
+    counts = torch.bincount(carries, minlength=6)
+    # By design 2 of the 7 carry lengths 0..6 flip all 6 bits or wrap (63 -> 0), both counted
+    # as 5: about 29% of windows. A uniform base gives one in a window of n slots with
+    # probability (n - 1) / 32, about 12.5% here.
+    assert counts[5] > 0.25 * 6000 and counts[4] > 0.12 * 6000
+    uniform = bank.sample_base(6000, torch.device("cpu"), generator)
+    pairs = zip(uniform.tolist(), lengths.tolist(), strict=True)
+    uniform_carries = [longest_carry(b, n, 6) for b, n in pairs]
+    assert sum(c == 5 for c in uniform_carries) < 0.16 * 6000
+    with pytest.raises(ValueError, match="distribution"):
+        bank.sample_base(2, torch.device("cpu"), distribution="gaussian")
 
 
 def test_training_samples_bases_and_evaluation_uses_zero():
@@ -109,14 +139,37 @@ def test_initial_pointers_start_at_first_and_last_valid_slot(start_at):
     torch.testing.assert_close(weights, out.mode1_weights[:, 0])
 
 
-def test_non_recurrent_pointer_unit_ignores_step_count():
-    panm = make_panm(pointer_recurrence=False).eval()
-    pointer = torch.rand(2, 2, 8)
-    keys = panm.pointer_unit.attention.keys(binary_table(8)[:6].expand(2, 6, 8))
+@pytest.mark.parametrize("window", [1, 3])
+def test_windowed_pointer_unit_sees_only_the_last_pointers(window):
+    panm = make_panm(pointer_window=window).eval()
+    unit = panm.pointer_unit
+    recent = [torch.rand(2, 2, 8) for _ in range(window)]
+    keys = unit.attention.keys(binary_table(8)[:6].expand(2, 6, 8))
     mask = torch.ones(2, 6, dtype=torch.bool)
-    fresh, _ = panm.pointer_unit(pointer, torch.zeros(2, 2, 12), keys, mask)
-    later, _ = panm.pointer_unit(pointer, torch.randn(2, 2, 12), keys, mask)
-    torch.testing.assert_close(fresh, later)
+
+    def step(pointers, state):
+        return unit([unit.project(p) for p in pointers], state, keys, mask)[0]
+
+    fresh = step(recent, torch.zeros(2, 2, 12))
+    older = [torch.rand(2, 2, 8) for _ in range(4)]
+    later = step(older + recent, torch.randn(2, 2, 12))
+    torch.testing.assert_close(fresh, later)  # neither the state nor older pointers matter
+    state = torch.zeros(2, 2, 12)
+    for pointer in recent:  # the GRU run from zero over the window, oldest first
+        state = unit.cell(pointer, state)
+    torch.testing.assert_close(fresh, unit.attention(state, keys).softmax(-1))
+    changed = step([torch.rand(2, 2, 8), *recent[1:]], torch.zeros(2, 2, 12))
+    assert not torch.allclose(changed, fresh)  # the oldest pointer of the window does matter
+
+
+def test_full_recurrence_uses_the_state():
+    unit = make_panm(pointer_window=0).eval().pointer_unit
+    keys = unit.attention.keys(binary_table(8)[:6].expand(2, 6, 8))
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    projected = [unit.project(torch.rand(2, 2, 8))]
+    fresh, _ = unit(projected, torch.zeros(2, 2, 12), keys, mask)
+    later, _ = unit(projected, torch.randn(2, 2, 12), keys, mask)
+    assert not torch.allclose(fresh, later)
 
 
 @pytest.mark.parametrize("decoys", [0, 4])
@@ -137,7 +190,7 @@ def test_padded_slots_get_exactly_zero_weight(decoys):
     [
         {},
         {"controller_reads": False, "pointer_start": "outside"},
-        {"pointer_recurrence": False, "controller_init": "memory_mean"},
+        {"pointer_window": 2, "controller_init": "memory_mean"},
         {"initial_read": True},
     ],
 )
@@ -252,6 +305,8 @@ def test_grouped_gru_matches_torch_gru_cell():
             cell.bias_ih.copy_(grouped.input_map.bias[g])
             cell.bias_hh.copy_(grouped.hidden_map.bias[g])
         torch.testing.assert_close(out[:, g], cell(x[:, g], h[:, g]))
+    from_zero = grouped.step(grouped.input_map(x), None)  # the zero-state shortcut
+    torch.testing.assert_close(from_zero, grouped(x, torch.zeros_like(h)))
 
 
 def test_error_memory_longer_than_address_space():

@@ -130,6 +130,10 @@ class BenchConfig:
         "overrides": {"panm.base_sampling": false}}}.
     train_options: other TrainConfig fields for every run (lr, eval_every, valid_count,
         train_lengths, task_options, device, ...).
+    splits: for data-set tasks (SCAN), the splits to run each task on (e.g. ["cutoff-22",
+        "cutoff-26"]). Each (task, split) is a table of its own, named "<task>-<split>" in the
+        report and the run directories; the report adds a table of whole-test-set accuracy by
+        split. None: the one split of `train_options["task_options"]` (or the task's default).
     """
 
     tasks: list[str]
@@ -143,6 +147,7 @@ class BenchConfig:
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     train_options: dict[str, Any] = field(default_factory=dict)
+    splits: list[str] | None = None
 
     def __post_init__(self) -> None:
         _check_names("tasks", self.tasks, TASK_NAMES)
@@ -182,6 +187,14 @@ class BenchConfig:
                     f"train_options: unknown or bench-managed setting {key!r}; "
                     f"known: {', '.join(sorted(known))}"
                 )
+        if self.splits is not None:
+            names = self.splits
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"splits must be a list of split names, got {names!r}")
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"splits must list distinct split names, got {names}")
+            if "split" in self.train_options.get("task_options", {}):
+                raise ValueError("give the split either in splits or in task_options, not both")
 
     @classmethod
     def from_dict(cls, data: Any) -> BenchConfig:
@@ -208,6 +221,17 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def task_entries(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(table name, task name, task options) of every task, split by split."""
+        options = self.train_options.get("task_options", {})
+        if self.splits is None:
+            return [(name, name, dict(options)) for name in self.tasks]
+        return [
+            (f"{name}-{split}", name, {**options, "split": split})
+            for name in self.tasks
+            for split in self.splits
+        ]
 
     def rows(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(row name, model name, variant overrides) of every row: models first, then variants."""
@@ -284,8 +308,12 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
 
     Checks each row's model settings on each task, so a typo fails here, before any training.
     """
-    task_options = config.train_options.get("task_options", {})
-    tasks = {name: get_task(name, **task_options) for name in config.tasks}
+    tasks = {}
+    for label, name, options in config.task_entries():
+        try:
+            tasks[label] = (name, options, get_task(name, **options))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"task {label!r}: {error}") from error
     budget: dict[str, Any] = {"minutes": config.minutes}
     if config.steps is not None:
         budget["steps"] = config.steps
@@ -295,7 +323,7 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
         budget["batch_size"] = config.batch_size
     specs = []
     for seed in config.seeds:
-        for task_name, task in tasks.items():
+        for label, (task_name, task_options, task) in tasks.items():
             for row, model, variant_overrides in config.rows():
                 recipe = default_train_config(task_name, model)
                 overrides = {
@@ -306,10 +334,10 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
                 try:
                     model_config(model, task, overrides)
                 except (TypeError, ValueError) as error:
-                    raise ValueError(f"row {row!r} on task {task_name!r}: {error}") from error
+                    raise ValueError(f"row {row!r} on task {label!r}: {error}") from error
                 train_config = dataclasses.replace(
                     recipe,
-                    **config.train_options,
+                    **{**config.train_options, "task_options": task_options},
                     **budget,
                     seed=seed,
                     model_overrides=overrides,
@@ -317,7 +345,7 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
                 lengths = config.test_lengths or list(task.default_test_lengths)
                 specs.append(
                     RunSpec(
-                        task_name,
+                        label,
                         row,
                         seed,
                         train_config,
@@ -353,6 +381,7 @@ def execute_run(spec: RunSpec, out_dir: Path, progress: bool = False) -> dict[st
         "row": spec.row,
         "model": spec.train.model,
         "seed": spec.seed,
+        "task_options": spec.train.task_options,
         "variant_overrides": spec.variant_overrides,
         "params": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(trained.elapsed_seconds, 2),

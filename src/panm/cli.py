@@ -282,10 +282,15 @@ def run_eval(args: argparse.Namespace) -> int:
         else list(task.default_test_lengths)
     )
     results = evaluate_lengths(model, task, lengths, args.count, args.seed, device=args.device)
-    print(f"{'length':>8} {'sequence acc':>13} {'token acc':>10} {'examples':>9}")
+    oracle = task.eos_id is not None  # data-set tasks with EOS: also the oracle-length score
+    print(
+        f"{'length':>8} {'sequence acc':>13} {'token acc':>10} {'examples':>9}"
+        + (f" {'oracle-length acc':>18}" if oracle else "")
+    )
     for length, acc in results.items():
         print(
             f"{length:>8} {acc.sequence_accuracy:>13.4f} {acc.token_accuracy:>10.4f} {acc.count:>9}"
+            + (f" {acc.oracle_sequence_accuracy:>18.4f}" if oracle else "")
         )
     out = Path(args.out) if args.out else Path(args.checkpoint) / "eval.json"
     payload = {

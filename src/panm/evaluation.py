@@ -17,18 +17,31 @@ from panm.tasks.base import Batch, Task, collate
 
 @dataclass
 class Accuracy:
-    """Accuracy of one set of examples: exact match of whole outputs, and per target token."""
+    """Accuracy of one set of examples: exact match of whole outputs, and per target token.
+
+    oracle_sequence_accuracy (tasks with EOS only): exact match of the output tokens when the
+    model is not allowed to stop before the target's length (its stopping is not judged).
+    """
 
     sequence_accuracy: float
     token_accuracy: float
     count: int
+    oracle_sequence_accuracy: float | None = None
 
     def as_dict(self) -> dict:
-        return {
+        values = {
             "sequence_accuracy": self.sequence_accuracy,
             "token_accuracy": self.token_accuracy,
             "count": self.count,
         }
+        if self.oracle_sequence_accuracy is not None:
+            values["oracle_sequence_accuracy"] = self.oracle_sequence_accuracy
+        return values
+
+
+Score = tuple[bool, int, int, bool | None]
+"""One example's score: (exact match, correct target tokens, target tokens, exact match with
+the oracle length or None)."""
 
 
 def fresh_examples(task: Task, length: int, count: int, seed: int = 0) -> list[dict]:
@@ -56,32 +69,56 @@ def batch_correct(predicted: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, 
 
 
 @torch.no_grad()
+def oracle_exact(model: Seq2SeqModel, task: Task, batch: Batch) -> torch.Tensor:
+    """Per-sample exact match (B,) of the tokens before EOS, decoding with the oracle length."""
+    assert task.eos_id is not None
+    lengths = batch.tgt_mask.sum(dim=1) - 1  # targets end with EOS
+    predicted = model.generate(
+        batch.src,
+        batch.src_mask,
+        batch.tgt.shape[1],
+        bos_id=task.bos_id,
+        eos_id=task.eos_id,
+        min_steps=lengths,
+    )
+    before_eos = torch.arange(batch.tgt.shape[1], device=lengths.device) < lengths.unsqueeze(1)
+    return ((predicted == batch.tgt) | ~before_eos).all(dim=1)
+
+
+@torch.no_grad()
 def score(
     model: Seq2SeqModel,
     task: Task,
     examples: list[dict],
     batch_size: int = 256,
     device: torch.device | str = "cpu",
-) -> list[tuple[bool, int, int]]:
-    """Per example: (exact match, correct target tokens, target tokens), in eval mode."""
+    oracle: bool = False,
+) -> list[Score]:
+    """Per example, its :data:`Score`, in eval mode. oracle=True (tasks with EOS only) also
+    decodes with the oracle length, which doubles the cost."""
     was_training = model.training
     model.eval()
-    scores: list[tuple[bool, int, int]] = []
+    scores: list[Score] = []
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         batch = collate([task.encode(e) for e in chunk]).to(device)
         exact, hits = batch_correct(predict_ids(model, task, batch), batch)
         totals = batch.tgt_mask.sum(dim=1)
-        scores.extend(zip(exact.tolist(), hits.tolist(), totals.tolist(), strict=True))
+        flags: list[bool | None] = [None] * len(chunk)
+        if oracle and task.eos_id is not None:
+            flags = oracle_exact(model, task, batch).tolist()
+        scores.extend(zip(exact.tolist(), hits.tolist(), totals.tolist(), flags, strict=True))
     model.train(was_training)
     return scores
 
 
-def summarize(scores: list[tuple[bool, int, int]]) -> Accuracy:
+def summarize(scores: list[Score]) -> Accuracy:
+    oracle = [s[3] for s in scores if s[3] is not None]
     return Accuracy(
         sequence_accuracy=sum(s[0] for s in scores) / len(scores),
         token_accuracy=sum(s[1] for s in scores) / sum(s[2] for s in scores),
         count=len(scores),
+        oracle_sequence_accuracy=sum(oracle) / len(oracle) if oracle else None,
     )
 
 
@@ -118,7 +155,7 @@ def evaluate_lengths(
             )
             for length in lengths
         }
-    scores = score(model, task, test_set, batch_size, device)
+    scores = score(model, task, test_set, batch_size, device, oracle=task.eos_id is not None)
     results: dict[int | str, Accuracy] = {}
     for length in lengths:
         chosen = [s for s, e in zip(scores, test_set, strict=True) if len(e["target"]) == length]

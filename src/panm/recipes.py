@@ -10,7 +10,8 @@ from panm.training import TrainConfig
 # The PANM design that extrapolates on Copy and Reverse (see docs/results.md): memory slots hold
 # token embeddings, address attention matches every address bit, training adds decoy slots, the
 # controller reads the initial pointers' slots before step 1 and starts from the mean (not the
-# sum) of memory.
+# sum) of memory, and the Pointer Unit computes each move from the last 3 pointers only (its
+# state cannot drift with the step count).
 PANM_EXTRAPOLATING = {
     "encoder": "none",
     "memory_source": "embedding",
@@ -18,6 +19,7 @@ PANM_EXTRAPOLATING = {
     "panm.decoy_slots": 8,
     "panm.initial_read": True,
     "panm.controller_init": "memory_mean",
+    "panm.pointer_window": 3,
 }
 # Dynamic recall answers with the token *after* the query's slot, which a slot holding only its
 # own token cannot provide: its memory adds a bidirectional GRU's states to the embeddings.

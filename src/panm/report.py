@@ -132,7 +132,7 @@ def write_report(out_dir: str | Path, command: str) -> str:
     out_dir = Path(out_dir)
     results = load_results(out_dir)
     tables = summarize(results)
-    markdown = format_markdown(tables, command, load_failures(out_dir))
+    markdown = format_markdown(tables, command, load_failures(out_dir), split_table(results))
     atomic_write(
         out_dir / "results.json", lambda p: p.write_text(json.dumps(results, indent=2) + "\n")
     )
@@ -148,10 +148,61 @@ def write_report(out_dir: str | Path, command: str) -> str:
     return markdown
 
 
+def split_table(results: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of a table of whole-test-set accuracy by split (rows by splits), for the
+    runs of data-set tasks with a split (SCAN); [] when there are none.
+
+    Cell: exact match % mean ± std over seeds, then (oracle-length exact match %, mean).
+    """
+    cells: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for result in sorted(results, key=lambda r: _row_order(r["task"], r["row"], r["model"])):
+        split = result.get("task_options", {}).get("split")
+        whole = [t for t in result["test"] if t["length"] == "all"]
+        if split is None or not whole:
+            continue
+        cells.setdefault(result["row"], {}).setdefault(split, []).append(whole[0])
+    if not cells:
+        return []
+    splits = sorted({s for row in cells.values() for s in row}, key=_split_order)
+    lines = [
+        "## Whole test set, by split",
+        "",
+        "Exact match % (mean ± std over seeds), then (exact match % with the oracle output",
+        "length, mean); *n*: seeds.",
+        "",
+        "| row | " + " | ".join(splits) + " |",
+        "|---|" + "---:|" * len(splits),
+    ]
+    for row, by_split in cells.items():
+        texts = []
+        for split in splits:
+            tests = by_split.get(split, [])
+            if not tests:
+                texts.append("–")
+                continue
+            text = _percent(Stat.of([t["sequence_accuracy"] for t in tests]))
+            oracle = [t.get("oracle_sequence_accuracy") for t in tests]
+            oracle = [value for value in oracle if value is not None]
+            if oracle:
+                text += f" ({_percent(Stat.of(oracle), std=False)})"
+            texts.append(f"{text}, n={len(tests)}")
+        lines.append(f"| {row} | " + " | ".join(texts) + " |")
+    return lines
+
+
+def _split_order(split: str) -> tuple:
+    number = split.rsplit("-", 1)[-1]
+    return (not number.isdigit(), int(number) if number.isdigit() else 0, split)
+
+
 def format_markdown(
-    tables: dict[str, list[RowSummary]], command: str, failures: list[dict[str, str]]
+    tables: dict[str, list[RowSummary]],
+    command: str,
+    failures: list[dict[str, str]],
+    by_split: list[str] | None = None,
 ) -> str:
-    """The report's Markdown: the command, then one table per task, then failed runs."""
+    """The report's Markdown: the command, the by-split table (if any), one table per task,
+    then failed runs."""
     lines = [
         "# Benchmark results",
         "",
@@ -162,6 +213,8 @@ def format_markdown(
         "examples of the training lengths, which alone chose each run's checkpoint. *train*:",
         "mean training time.",
     ]
+    if by_split:
+        lines += ["", *by_split]
     for task, rows in tables.items():
         lengths = _lengths_of_rows(rows)
         seeds = sorted({s for row in rows for s in row.seeds})

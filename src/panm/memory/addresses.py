@@ -1,9 +1,14 @@
 """The address bank: fixed binary addresses for memory slots.
 
 Slot i of a sequence with base address `a` has address `(a + i) mod 2**bits`, written as a 0/1
-vector of `bits` entries, most significant bit first. In training the base is drawn uniformly per
-sequence ("base-address sampling") so that every address, and every increment between
-addresses, is seen on short sequences; in evaluation it is 0. Addresses are never learned.
+vector of `bits` entries, most significant bit first. In training the base is drawn per sequence
+("base-address sampling") so that every address, and every increment between addresses, is seen
+on short sequences; in evaluation it is 0. Addresses are never learned.
+
+Drawn uniformly, a window of n consecutive slots holds a carry into bit k (an increment that flips
+the k lowest bits, e.g. 0111 -> 1000) with probability about n / 2**k, so the long carries that a
+long test sequence must make are rare in training. The "carries" distribution puts one such
+carry, of a length drawn uniformly from 0..bits, at a uniform position inside the window.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ def binary_table(bits: int) -> Tensor:
     return ((values >> shifts) & 1).float()
 
 
+BASE_DISTRIBUTIONS = ("uniform", "carries")
+
+
 class AddressBank(nn.Module):
     """Holds the table of all addresses (built once) and looks up a window of it per sequence."""
 
@@ -31,10 +39,34 @@ class AddressBank(nn.Module):
         self.register_buffer("table", binary_table(bits), persistent=False)
 
     def sample_base(
-        self, batch_size: int, device: torch.device, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        distribution: str = "uniform",
+        lengths: Tensor | None = None,
     ) -> Tensor:
-        """Base addresses drawn uniformly from [0, 2**bits): (B,) long."""
-        return torch.randint(0, self.size, (batch_size,), device=device, generator=generator)
+        """Base addresses in [0, 2**bits): (B,) long.
+
+        "uniform": uniform draws. "carries": per sequence, a carry length k uniform in 0..bits
+        and an offset j uniform in [0, length) (lengths: (B,) valid slots, default 1); slot j then
+        holds a random multiple of 2**k, so the step from slot j - 1 to slot j carries into bit k.
+        """
+        if distribution not in BASE_DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {BASE_DISTRIBUTIONS}: {distribution!r}")
+
+        def draw(high: int) -> Tensor:
+            return torch.randint(0, high, (batch_size,), device=device, generator=generator)
+
+        if distribution == "uniform":
+            return draw(self.size)
+        carry_bits = draw(self.bits + 1)
+        multiple = (draw(self.size) >> carry_bits) << carry_bits
+        if lengths is None:
+            lengths = torch.ones(batch_size, dtype=torch.long, device=device)
+        uniform = torch.rand(batch_size, device=device, generator=generator)
+        offset = (uniform * lengths.clamp(min=1)).long()
+        return (multiple - offset).remainder(self.size)
 
     def indices(self, base: Tensor, num_slots: int) -> Tensor:
         """Integer address of each slot: (B,) base -> (B, L) long, wrapping modulo 2**bits."""

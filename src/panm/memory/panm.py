@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from panm.memory.addresses import AddressBank
+from panm.memory.addresses import BASE_DISTRIBUTIONS, AddressBank
 from panm.memory.pointer_unit import POINTER_STARTS, SIMILARITIES, PointerUnit
 from panm.memory.relational import RelationalAccess
 from panm.pretrained import Pretrained
@@ -43,11 +43,14 @@ class PANMConfig:
     pointer_dim: state width of each Pointer Unit GRU.
     key_dim: width of address keys ("dot"/"cosine") and of Mode-2 keys.
     address_similarity: "dot", "cosine" or "bitwise" (see `AddressAttention`).
-    pointer_recurrence: whether the Pointer Unit GRU carries its state across steps (the paper)
-        or restarts from zero at every step (see `PointerUnit`).
+    pointer_window: 0: the Pointer Unit GRU carries its state across all steps (the paper);
+        K >= 1: each step reruns it from zero over the last K pointer values, so it cannot
+        drift with the step count (see `PointerUnit`).
     pointer_start: "inside" (first and last valid slot, the paper) or "outside" (one slot
         before the first and after the last, so a "+1" rule is right from step 1).
-    base_sampling: draw the base address uniformly per sequence in training (base 0 otherwise).
+    base_sampling: draw the base address per sequence in training (base 0 otherwise).
+    base_distribution: how it is drawn: "uniform" (the paper) or "carries" (every carry
+        length equally often; see `panm.memory.addresses`).
     decoy_slots: training-only extra slots per sequence. Each copies the address of a random
         real slot with one random bit flipped (kept only where that address lies outside the
         sequence's own window) and the memory content of the same slot index in another sample
@@ -78,9 +81,10 @@ class PANMConfig:
     pointer_dim: int = 64
     key_dim: int = 64
     address_similarity: str = "dot"
-    pointer_recurrence: bool = True
+    pointer_window: int = 0
     pointer_start: str = "inside"
     base_sampling: bool = True
+    base_distribution: str = "uniform"
     decoy_slots: int = 0
     controller_init: str = "memory_sum"
     controller_reads: bool = True
@@ -97,13 +101,18 @@ class PANMConfig:
             )
         if self.initial_read and not (self.controller_reads and self.pointer_start == "inside"):
             raise ValueError("initial_read needs controller_reads=True and pointer_start='inside'")
+        if self.base_distribution not in BASE_DISTRIBUTIONS:
+            raise ValueError(
+                f"base_distribution must be one of {BASE_DISTRIBUTIONS}, "
+                f"got {self.base_distribution!r}"
+            )
         if self.controller_init not in CONTROLLER_INITS:
             raise ValueError(
                 f"controller_init must be one of {CONTROLLER_INITS}, got {self.controller_init!r}"
             )
         if self.num_mode1 < 1:
             raise ValueError(f"num_mode1 must be at least 1, got {self.num_mode1}")
-        for name in ("num_mode2", "decoy_slots", "input_dim"):
+        for name in ("num_mode2", "decoy_slots", "input_dim", "pointer_window"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("memory_dim", "output_dim", "hidden_dim", "pointer_dim", "key_dim"):
@@ -150,7 +159,7 @@ class PANM(nn.Module, Pretrained):
             c.pointer_dim,
             c.key_dim,
             c.address_similarity,
-            recurrent=c.pointer_recurrence,
+            window=c.pointer_window,
             start=c.pointer_start,
         )
         self.relational = (
@@ -189,10 +198,9 @@ class PANM(nn.Module, Pretrained):
         num_steps = self._validate(memory, memory_mask, num_steps, inputs, controller_state)
         c = self.config
         batch, num_slots, _ = memory.shape
-        device = memory.device
         lengths = memory_mask.sum(dim=1)
 
-        base = self._base_address(base_address, batch, device)
+        base = self._base_address(base_address, lengths)
         addresses = self.address_bank(base, num_slots)
         # Padded slots hold exact zeros, whatever the encoder left there (even NaN).
         memory = memory.masked_fill(~memory_mask.unsqueeze(-1), 0.0)
@@ -209,11 +217,12 @@ class PANM(nn.Module, Pretrained):
 
         # Only the pointers must run step by step: they never see memory or the controller,
         # so the reads, the controller GRU and Mode-2 then run over all steps at once.
-        pointers, weights = [], []
+        unit = self.pointer_unit
+        pointers, projected, weights = [pointer], [unit.project(pointer)], []
         for _ in range(num_steps):
-            w1, pointer_state = self.pointer_unit(pointer, pointer_state, address_keys, slot_mask)
-            pointer = w1.bmm(slot_addresses)  # p_t = sum_i w_t[i] A[i]
-            pointers.append(pointer)
+            w1, pointer_state = unit(projected, pointer_state, address_keys, slot_mask)
+            pointers.append(w1.bmm(slot_addresses))  # p_t = sum_i w_t[i] A[i]
+            projected.append(unit.project(pointers[-1]))
             weights.append(w1)
         w1 = torch.stack(weights, dim=1)  # (B, T, G, L')
         value1 = _weighted_read(w1, slot_memory)  # (B, T, G, D): v_t = sum_i w_t[i] M[i]
@@ -229,7 +238,7 @@ class PANM(nn.Module, Pretrained):
             features.append(_weighted_read(w2, slot_memory).flatten(2))
         return PANMOutput(
             logits=self.output_head(torch.cat(features, dim=-1)),
-            pointers=torch.stack(pointers, dim=1),
+            pointers=torch.stack(pointers[1:], dim=1),
             mode1_weights=w1[..., :num_slots],
             mode2_weights=w2[..., :num_slots],
             mode2_pointers=_weighted_read(w2, slot_addresses),
@@ -320,10 +329,13 @@ class PANM(nn.Module, Pretrained):
             )
         return num_steps
 
-    def _base_address(self, base_address: Tensor | int | None, batch: int, device) -> Tensor:
+    def _base_address(self, base_address: Tensor | int | None, lengths: Tensor) -> Tensor:
+        batch, device = lengths.shape[0], lengths.device
         if base_address is None:
             if self.training and self.config.base_sampling:
-                return self.address_bank.sample_base(batch, device)
+                return self.address_bank.sample_base(
+                    batch, device, distribution=self.config.base_distribution, lengths=lengths
+                )
             return torch.zeros(batch, dtype=torch.long, device=device)
         base = torch.as_tensor(base_address, dtype=torch.long, device=device)
         return base.expand(batch).remainder(self.address_bank.size)

@@ -48,8 +48,16 @@ class GroupedGRUCell(nn.Module):
         self.hidden_map = GroupedLinear(groups, hidden_size, 3 * hidden_size)
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
-        i_r, i_z, i_n = self.input_map(x).chunk(3, dim=-1)
-        h_r, h_z, h_n = self.hidden_map(h).chunk(3, dim=-1)
+        return self.step(self.input_map(x), h)
+
+    def step(self, x_gates: Tensor, h: Tensor | None) -> Tensor:
+        """The cell on an input already mapped by `input_map` (B, G, 3H); h None means zeros."""
+        i_r, i_z, i_n = x_gates.chunk(3, dim=-1)
+        if h is None:  # hidden_map(0) is its bias: no matmul needed
+            h = x_gates.new_zeros(i_r.shape)
+            h_r, h_z, h_n = self.hidden_map.bias.unsqueeze(0).chunk(3, dim=-1)
+        else:
+            h_r, h_z, h_n = self.hidden_map(h).chunk(3, dim=-1)
         reset = torch.sigmoid(i_r + h_r)
         update = torch.sigmoid(i_z + h_z)
         candidate = torch.tanh(i_n + reset * h_n)
@@ -111,10 +119,12 @@ class AddressAttention(nn.Module):
 class PointerUnit(nn.Module):
     """G Mode-1 pointer GRUs plus their address attention.
 
-    recurrent=True is the paper's unit: h_t = GRU(p_{t-1}, h_{t-1}). With recurrent=False every
-    step starts from h = 0, so the next pointer is a function of the previous pointer alone,
-    p_t = f(p_{t-1}): a rule learned on short sequences cannot depend on how many steps have
-    passed, which at test lengths is more than training ever showed.
+    window=0 is the paper's unit: h_t = GRU(p_{t-1}, h_{t-1}), a state that has seen every step
+    so far. With window=K >= 1 every step reruns the GRU from h = 0 over the last K pointer
+    values, so the next pointer is a function of those alone, p_t = f(p_{t-K}, ..., p_{t-1}): a
+    rule learned on short sequences cannot depend on how many steps have passed, which at test
+    lengths is more than training ever showed (K = 1: a stateless unit; K > 1 also gives the rule
+    K layers of computation, and the direction of the recent moves).
 
     start="inside" puts pointer 0 on the first slot and pointer 1 on the last valid slot (the
     paper; more pointers alternate). A unit that learns one rule for every step ("+1") then
@@ -130,14 +140,16 @@ class PointerUnit(nn.Module):
         state_dim: int,
         key_dim: int,
         similarity: str,
-        recurrent: bool = True,
+        window: int = 0,
         start: str = "inside",
     ) -> None:
         super().__init__()
         if start not in POINTER_STARTS:
             raise ValueError(f"pointer start must be one of {POINTER_STARTS}, got {start!r}")
+        if window < 0:
+            raise ValueError(f"pointer window must be >= 0, got {window}")
         self.num_pointers = num_pointers
-        self.recurrent = recurrent
+        self.window = window
         self.outward = int(start == "outside")
         self.cell = GroupedGRUCell(num_pointers, address_bits, state_dim)
         self.attention = AddressAttention(
@@ -155,12 +167,24 @@ class PointerUnit(nn.Module):
         last = lengths - 1 + self.outward
         return torch.stack([first if g % 2 == 0 else last for g in range(self.num_pointers)], 1)
 
+    def project(self, pointer: Tensor) -> Tensor:
+        """The GRU's input map of a pointer value, computed once per pointer (a windowed unit
+        reuses it for `window` steps): (B, G, bits) -> (B, G, 3S)."""
+        return self.cell.input_map(pointer)
+
     def forward(
-        self, pointer: Tensor, state: Tensor, keys: Tensor, mask: Tensor
+        self, history: list[Tensor], state: Tensor, keys: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """One step: previous pointer (B, G, bits) and state (B, G, S), slot keys (B, L, K) and
-        the valid-slot mask (B, L) -> attention weights (B, G, L) (exactly 0 on invalid slots) and
-        the new state (B, G, S)."""
-        state = self.cell(pointer, state if self.recurrent else torch.zeros_like(state))
+        """One step: `project` of the pointer values so far (the latest last; only the last
+        `window` are used, or the latest alone with window=0) and the state (B, G, S), slot keys
+        (B, L, K) and the valid-slot mask (B, L) -> attention weights (B, G, L) (exactly 0 on
+        invalid slots) and the new state (B, G, S)."""
+        if self.window == 0:
+            state = self.cell.step(history[-1], state)
+        else:
+            recent = history[-self.window :]
+            state = self.cell.step(recent[0], None)
+            for projected in recent[1:]:
+                state = self.cell.step(projected, state)
         scores = self.attention(state, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
         return scores.softmax(dim=-1), state

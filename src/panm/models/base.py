@@ -110,21 +110,36 @@ class Seq2SeqModel(nn.Module, Pretrained):
 
     @torch.no_grad()
     def generate(
-        self, src: Tensor, src_mask: Tensor, num_steps: int, bos_id: int | None = None
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        num_steps: int,
+        bos_id: int | None = None,
+        eos_id: int | None = None,
+        min_steps: Tensor | None = None,
     ) -> Tensor:
         """Greedy output ids (B, num_steps).
 
         Without decoder input this is one forward pass. With `previous_token` decoding it feeds
-        each step's argmax back as the next input, starting from `bos_id`.
+        each step's argmax back as the next input, starting from `bos_id`. `min_steps` (B,) long
+        with `eos_id` is oracle-length decoding (Newman et al. 2020): sample b may not choose
+        `eos_id` before step min_steps[b], so its length is not the model's decision.
         """
+        if (eos_id is None) != (min_steps is None):
+            raise ValueError("give both eos_id and min_steps, or neither")
         if self.config.decoder_input == "none":
+            if min_steps is not None:
+                raise ValueError("oracle-length decoding needs previous_token decoding")
             return self(src, src_mask, num_steps=num_steps).argmax(-1)
         if bos_id is None:
             raise ValueError("bos_id is required to generate with previous_token decoding")
         tokens = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
-        for _ in range(num_steps):
-            logits = self(src, src_mask, tgt_in=tokens)
-            tokens = torch.cat([tokens, logits[:, -1:].argmax(-1)], dim=1)
+        for step in range(num_steps):
+            logits = self(src, src_mask, tgt_in=tokens)[:, -1]
+            if min_steps is not None:
+                too_early = (step < min_steps).to(src.device)
+                logits[:, eos_id] = logits[:, eos_id].masked_fill(too_early, float("-inf"))
+            tokens = torch.cat([tokens, logits.argmax(-1, keepdim=True)], dim=1)
         return tokens[:, 1:]
 
 
