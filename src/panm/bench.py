@@ -45,15 +45,13 @@ from panm.recipes import default_train_config
 from panm.report import format_duration, write_report
 from panm.tasks import TASK_NAMES, get_task
 from panm.tasks.algorithmic import is_int
-from panm.training import RUN_CONFIG, TrainConfig, train
+from panm.training import NO_STEP_LIMIT, RUN_CONFIG, TrainConfig, train
 
 RESULT_NAME = "result.json"
 ERROR_NAME = "error.txt"
 CONFIG_NAME = "bench.json"
 TEST_SEED = 0
 """Seed of the test examples: every row and training seed is tested on the same examples."""
-UNLIMITED_STEPS = 10**9
-"""The step budget of runs limited by `minutes` alone."""
 MANAGED_TRAIN_FIELDS = frozenset(
     {"task", "model", "seed", "steps", "minutes", "batch_size", "model_overrides"}
 )
@@ -318,7 +316,7 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
     if config.steps is not None:
         budget["steps"] = config.steps
     elif config.minutes is not None:
-        budget["steps"] = UNLIMITED_STEPS
+        budget["steps"] = NO_STEP_LIMIT
     if config.batch_size is not None:
         budget["batch_size"] = config.batch_size
     specs = []

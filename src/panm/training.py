@@ -48,6 +48,10 @@ RUN_CONFIG = "run.json"
 METRICS = "metrics.jsonl"
 
 
+NO_STEP_LIMIT = 10**9
+"""A step budget this large means none: the `minutes` budget alone ends the run."""
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved as DIR/run.json).
@@ -220,11 +224,13 @@ def train(
         trained = torch.compile(trained)  # type: ignore[assignment]
     valid = validation_examples(task, config) if rank == 0 else []
     writer = _tensorboard(run_dir) if rank == 0 else None
+    limit = f", <= {config.minutes:g} min" if config.minutes else ""
     bar = tqdm(
-        total=config.steps,
+        total=None if config.steps >= NO_STEP_LIMIT else config.steps,
         initial=step,
         disable=not progress or rank != 0,
-        desc=f"{config.model} on {config.task}",
+        desc=f"{config.model} on {config.task}{limit}",
+        unit=" steps",
         dynamic_ncols=True,
     )
     model.train()
