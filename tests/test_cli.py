@@ -69,6 +69,22 @@ def test_train_eval_predict_each_task(task, tmp_path, capsys):
         assert len(row["output"]) == len(original["target"])
 
 
+def test_eval_with_random_bases_and_bad_settings(trained_copy, tmp_path, capsys):
+    args = ["eval", "--checkpoint", trained_copy, "--lengths", "12", "--count", 6]
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        code, _, err = run_cli(capsys, *args, "--set", "panm.eval_base=random", "--out", out)
+        assert code == 0, err
+        outs.append(json.loads(out.read_text()))
+    assert outs[0] == outs[1]  # the random bases are drawn from --seed
+    assert outs[0]["settings"] == {"panm.eval_base": "random"}
+    code, _, err = run_cli(capsys, *args, "--set", "panm.address_bits=9")
+    assert code == 2 and "do not fit the changed model" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, *args, "--set", "panm.eval_base=often")
+    assert code == 2 and "eval_base must be one of" in err
+
+
 def test_resume_from_the_command_line(trained_copy, tmp_path, capsys):
     code, stdout, _ = run_cli(capsys, "train", "--out", trained_copy, "--resume", "--steps", 6,
                               "--no-progress")  # fmt: skip

@@ -76,6 +76,13 @@ def test_carry_balanced_bases_put_every_carry_length_in_the_window():
         bank.sample_base(2, torch.device("cpu"), distribution="gaussian")
 
 
+def test_random_eval_bases_differ_per_sequence():
+    panm = make_panm(eval_base="random").eval()
+    memory, mask = random_memory([5] * 64)
+    first = panm(memory, mask, num_steps=1).addresses[:, 0]  # (B, bits): each first slot
+    assert len({tuple(row.tolist()) for row in first}) > 20
+
+
 def test_training_samples_bases_and_evaluation_uses_zero():
     panm = make_panm(address_bits=5)
     memory, mask = random_memory([6, 6, 6, 6, 6, 6, 6, 6])

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 
 from panm.models.base import Seq2SeqModel
-from panm.models.registry import load_model
+from panm.models.registry import load_model, with_overrides
 from panm.pretrained import CONFIG_NAME, atomic_write
 
 INDEX_NAME = "checkpoint.json"
@@ -91,14 +91,36 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
 
 
 def load_checkpoint_model(
-    path: str | os.PathLike, which: str = "best", device: str = "cpu"
+    path: str | os.PathLike,
+    which: str = "best",
+    device: str = "cpu",
+    overrides: dict[str, Any] | None = None,
 ) -> Seq2SeqModel:
-    """Loads the model of a run directory or model folder, as a `CheckpointError` on failure."""
+    """Loads the model of a run directory or model folder, as a `CheckpointError` on failure.
+
+    overrides: settings to change on the loaded model (dotted keys, as `--set`), for settings
+    its weights do not depend on, e.g. {"panm.eval_base": "random"}; a setting that changes the
+    weights' shapes is an error.
+    """
     folder = resolve_checkpoint(path, which)
     try:
-        return load_model(folder, map_location=device)
+        model = load_model(folder, map_location=device)
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"cannot load checkpoint {folder}: {error}") from error
+    if not overrides:
+        return model
+    try:
+        changed = type(model)(with_overrides(model.config, overrides))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"cannot apply {overrides} to {folder}: {error}") from error
+    try:
+        changed.load_state_dict(model.state_dict())
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"cannot apply {overrides} to {folder}: the saved weights do not fit the changed "
+            "model (settings that change the parameters cannot be changed after training)"
+        ) from error
+    return changed.to(device)
 
 
 def load_trainer_state(folder: Path) -> dict[str, Any]:

@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--which", choices=("best", "latest"), default="best")
     ev.add_argument("--task", help="task, when the checkpoint is not inside a run directory")
     ev.add_argument("--out", help="JSON results file (default: CHECKPOINT/eval.json)")
+    ev.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a setting the weights do not depend on, e.g. --set panm.eval_base=random",
+    )
     add_device_flags(ev)
     ev.set_defaults(run=run_eval)
 
@@ -275,7 +282,9 @@ def checkpoint_task(args: argparse.Namespace) -> Task:
 
 def run_eval(args: argparse.Namespace) -> int:
     task = checkpoint_task(args)
-    model = load_checkpoint_model(args.checkpoint, args.which, args.device)
+    settings = parse_settings(args.set)
+    model = load_checkpoint_model(args.checkpoint, args.which, args.device, settings)
+    torch.manual_seed(args.seed)  # any random draw of the model's (e.g. panm.eval_base=random)
     lengths = (
         parse_lengths(args.lengths, "--lengths")
         if args.lengths
@@ -297,6 +306,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "checkpoint": str(resolve_checkpoint(args.checkpoint, args.which)),
         "task": task.name,
         "seed": args.seed,
+        "settings": settings,
         "results": {str(k): v.as_dict() for k, v in results.items()},
     }
     atomic_write(out, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n"))

@@ -27,6 +27,7 @@ from panm.memory.relational import RelationalAccess
 from panm.pretrained import Pretrained
 
 CONTROLLER_INITS = ("memory_sum", "memory_mean", "given")
+EVAL_BASES = ("zero", "random")
 
 
 @dataclass
@@ -51,6 +52,9 @@ class PANMConfig:
     base_sampling: draw the base address per sequence in training (base 0 otherwise).
     base_distribution: how it is drawn: "uniform" (the paper) or "carries" (every carry
         length equally often; see `panm.memory.addresses`).
+    eval_base: the base outside training: "zero" (the paper) or "random" (uniform per
+        sequence: a diagnostic of whether the learned pointer rule holds from every address,
+        since with base 0 all test sequences of one length share one pointer trajectory).
     decoy_slots: training-only extra slots per sequence. Each copies the address of a random
         real slot with one random bit flipped (kept only where that address lies outside the
         sequence's own window) and the memory content of the same slot index in another sample
@@ -85,6 +89,7 @@ class PANMConfig:
     pointer_start: str = "inside"
     base_sampling: bool = True
     base_distribution: str = "uniform"
+    eval_base: str = "zero"
     decoy_slots: int = 0
     controller_init: str = "memory_sum"
     controller_reads: bool = True
@@ -106,6 +111,8 @@ class PANMConfig:
                 f"base_distribution must be one of {BASE_DISTRIBUTIONS}, "
                 f"got {self.base_distribution!r}"
             )
+        if self.eval_base not in EVAL_BASES:
+            raise ValueError(f"eval_base must be one of {EVAL_BASES}, got {self.eval_base!r}")
         if self.controller_init not in CONTROLLER_INITS:
             raise ValueError(
                 f"controller_init must be one of {CONTROLLER_INITS}, got {self.controller_init!r}"
@@ -336,6 +343,8 @@ class PANM(nn.Module, Pretrained):
                 return self.address_bank.sample_base(
                     batch, device, distribution=self.config.base_distribution, lengths=lengths
                 )
+            if not self.training and self.config.eval_base == "random":
+                return self.address_bank.sample_base(batch, device)
             return torch.zeros(batch, dtype=torch.long, device=device)
         base = torch.as_tensor(base_address, dtype=torch.long, device=device)
         return base.expand(batch).remainder(self.address_bank.size)
