@@ -168,6 +168,16 @@ def test_failed_run_is_reported_and_the_rest_go_on(tmp_path, monkeypatch, capsys
     assert "Failed runs" not in capsys.readouterr().out
 
 
+def test_device_flag_reaches_every_run(tmp_path, capsys):
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps({**TINY, "seeds": [0], "models": ["lstm"], "variants": {}}))
+    out = tmp_path / "out"
+    assert bench_main(str(config_file), False, str(out), 1, False, device="cpu") == 0
+    run = json.loads((out / "runs/copy/lstm/seed-0/run.json").read_text())
+    assert run["device"] == "cpu"
+    assert "--jobs 1 --device cpu`" in capsys.readouterr().out
+
+
 def test_parallel_runs_in_spawned_processes(tmp_path):
     config = tiny_config(models=["lstm"], variants={}, seeds=[0, 1])
     outcomes = run_bench(config, tmp_path, jobs=2, progress=False)

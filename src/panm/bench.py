@@ -597,7 +597,9 @@ class _Progress:
             print(f"panm bench: {message}", file=sys.stderr, flush=True)
 
 
-def bench_command(config_path: str | None, quick: bool, out: str, jobs: int | None) -> str:
+def bench_command(
+    config_path: str | None, quick: bool, out: str, jobs: int | None, device: str | None = None
+) -> str:
     """The `panm bench` command line equivalent to these arguments."""
     words = ["panm", "bench"]
     if config_path:
@@ -607,22 +609,34 @@ def bench_command(config_path: str | None, quick: bool, out: str, jobs: int | No
     words += ["--out", out]
     if jobs is not None:
         words += ["--jobs", str(jobs)]
+    if device is not None:
+        words += ["--device", device]
     return shlex.join(words)
 
 
 def bench_main(
-    config_path: str | None, quick: bool, out: str, jobs: int | None, progress: bool
+    config_path: str | None,
+    quick: bool,
+    out: str,
+    jobs: int | None,
+    progress: bool,
+    device: str | None = None,
 ) -> int:
-    """`panm bench [CONFIG] [--quick] [--out DIR] [--jobs N]`: runs, reports, prints the tables.
+    """`panm bench [CONFIG] [--quick] [--out DIR] [--jobs N] [--device D]`: runs, reports,
+    prints the tables. `device` overrides the config's train_options["device"].
 
     Returns 0, or 1 if some runs failed (the report then covers the others and lists them).
     """
     if quick == bool(config_path):
         raise ValueError("give either a bench config file or --quick")
     config = QUICK if quick else load_config(str(config_path))
+    if device is not None:
+        config = dataclasses.replace(
+            config, train_options={**config.train_options, "device": device}
+        )
     torch.set_num_threads(1)  # for jobs=1 (in-process runs); spawned runs set their own
     outcomes = run_bench(config, out, jobs, progress)
-    print(write_report(out, bench_command(config_path, quick, out, jobs)))
+    print(write_report(out, bench_command(config_path, quick, out, jobs, device)))
     failed = [o for o in outcomes if "error" in o]
     for outcome in failed:
         print(f"panm: run {outcome['run_dir']} failed: {outcome['error']}", file=sys.stderr)

@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--quick", action="store_true", help="the quick preset (about 10 minutes)")
     be.add_argument("--out", help="results folder (default: bench_out/quick or bench_out/NAME)")
     be.add_argument("--jobs", type=int, help="runs at once (default: one per CPU core)")
+    be.add_argument("--device", help="device of every run, e.g. cuda (default: the config's)")
     be.add_argument("--no-progress", action="store_true")
     be.set_defaults(run=run_bench)
 
@@ -329,7 +330,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     name = "quick" if args.quick else Path(args.config or "bench").stem
     out = args.out or str(Path("bench_out") / name)
-    return bench_main(args.config, args.quick, out, args.jobs, not args.no_progress)
+    return bench_main(args.config, args.quick, out, args.jobs, not args.no_progress, args.device)
 
 
 def run_speed(args: argparse.Namespace) -> int:
