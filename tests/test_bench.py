@@ -168,14 +168,23 @@ def test_failed_run_is_reported_and_the_rest_go_on(tmp_path, monkeypatch, capsys
     assert "Failed runs" not in capsys.readouterr().out
 
 
-def test_device_flag_reaches_every_run(tmp_path, capsys):
+def test_device_flag_reaches_every_run(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run_bench(config, out, jobs, progress):
+        seen["devices"] = {spec.train.device for spec in plan_runs(config)}
+        return []
+
+    def fake_report(out, command):
+        seen["command"] = command
+        return ""
+
+    monkeypatch.setattr(panm.bench, "run_bench", fake_run_bench)
+    monkeypatch.setattr(panm.bench, "write_report", fake_report)
     config_file = tmp_path / "tiny.json"
-    config_file.write_text(json.dumps({**TINY, "seeds": [0], "models": ["lstm"], "variants": {}}))
-    out = tmp_path / "out"
-    assert bench_main(str(config_file), False, str(out), 1, False, device="cpu") == 0
-    run = json.loads((out / "runs/copy/lstm/seed-0/run.json").read_text())
-    assert run["device"] == "cpu"
-    assert "--jobs 1 --device cpu`" in capsys.readouterr().out
+    config_file.write_text(json.dumps(TINY))
+    assert bench_main(str(config_file), False, str(tmp_path), 1, False, device="cuda:1") == 0
+    assert seen["devices"] == {"cuda:1"} and seen["command"].endswith("--jobs 1 --device cuda:1")
 
 
 def test_parallel_runs_in_spawned_processes(tmp_path):
