@@ -149,3 +149,8 @@ def test_oracle_length_decoding_delays_eos_only():
     assert (oracle[1] == task.eos_id).all()
     with pytest.raises(ValueError, match="both eos_id and min_steps"):
         model.generate(batch.src, batch.src_mask, 6, bos_id=task.bos_id, eos_id=task.eos_id)
+    copy = get_task("copy")
+    no_input = small_panm(copy)  # decodes without previous tokens: no EOS to delay
+    batch = batch_of(copy, [3])
+    with pytest.raises(ValueError, match="needs previous_token decoding"):
+        no_input.generate(batch.src, batch.src_mask, 3, eos_id=0, min_steps=torch.tensor([2]))

@@ -362,6 +362,9 @@ def test_shape_errors(kwargs, message):
         ("num_mode1", 0),
         ("pointer_start", "middle"),
         ("initial_read", True),
+        ("pointer_window", -1),
+        ("base_distribution", "gaussian"),
+        ("eval_base", "often"),
     ],
 )
 def test_config_errors(field, value):
