@@ -225,11 +225,11 @@ class PANM(nn.Module, Pretrained):
         # Only the pointers must run step by step: they never see memory or the controller,
         # so the reads, the controller GRU and Mode-2 then run over all steps at once.
         unit = self.pointer_unit
-        pointers, projected, weights = [pointer], [unit.project(pointer)], []
+        pointers, projected, weights = [pointer], [], []
         for _ in range(num_steps):
+            projected.append(unit.project(pointers[-1]))  # once per pointer, reused by a window
             w1, pointer_state = unit(projected, pointer_state, address_keys, slot_mask)
             pointers.append(w1.bmm(slot_addresses))  # p_t = sum_i w_t[i] A[i]
-            projected.append(unit.project(pointers[-1]))
             weights.append(w1)
         w1 = torch.stack(weights, dim=1)  # (B, T, G, L')
         value1 = _weighted_read(w1, slot_memory)  # (B, T, G, D): v_t = sum_i w_t[i] M[i]

@@ -53,14 +53,14 @@ class GroupedGRUCell(nn.Module):
     def step(self, x_gates: Tensor, h: Tensor | None) -> Tensor:
         """The cell on an input already mapped by `input_map` (B, G, 3H); h None means zeros."""
         i_r, i_z, i_n = x_gates.chunk(3, dim=-1)
-        if h is None:  # hidden_map(0) is its bias: no matmul needed
-            h = x_gates.new_zeros(i_r.shape)
-            h_r, h_z, h_n = self.hidden_map.bias.unsqueeze(0).chunk(3, dim=-1)
-        else:
-            h_r, h_z, h_n = self.hidden_map(h).chunk(3, dim=-1)
+        # hidden_map(0) is its bias: a zero state needs no matmul and adds nothing to the update
+        h_gates = self.hidden_map.bias.unsqueeze(0) if h is None else self.hidden_map(h)
+        h_r, h_z, h_n = h_gates.chunk(3, dim=-1)
         reset = torch.sigmoid(i_r + h_r)
         update = torch.sigmoid(i_z + h_z)
         candidate = torch.tanh(i_n + reset * h_n)
+        if h is None:
+            return (1 - update) * candidate
         return (1 - update) * candidate + update * h
 
 
