@@ -143,6 +143,28 @@ def test_changed_run_settings_fail_that_run_only(tiny_bench, tmp_path):
     assert "## Failed runs" in write_report(out, "panm bench")
 
 
+def test_changed_evaluation_setting_retests_without_training(tiny_bench, tmp_path, monkeypatch):
+    out = copy_of(tiny_bench, tmp_path)
+    calls = count_train_calls(monkeypatch)
+    tested = []
+    real = panm.bench.evaluate_lengths
+
+    def recording(model, *args, **kwargs):
+        tested.append(model.config.panm.eval_base)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(panm.bench, "evaluate_lengths", recording)
+    overrides = {**TINY["model_overrides"], "panm": {**TINY["model_overrides"]["panm"]}}
+    overrides["panm"]["panm.eval_base"] = "random"
+    config = tiny_config(model_overrides=overrides, models=["panm"], variants={})
+    outcomes = run_bench(config, out, jobs=1, progress=False)
+    assert calls == [True, True] and tested == ["random", "random"]
+    assert [o["steps"] for o in outcomes] == [2, 2]  # finished runs: no more training
+    stored = json.loads((out / "runs/copy/panm/seed-0/run.json").read_text())
+    assert "panm.eval_base" not in stored["model_overrides"]  # the run itself is unchanged
+    assert outcomes[0]["settings"]["train"]["model_overrides"]["panm.eval_base"] == "random"
+
+
 def test_failed_run_is_reported_and_the_rest_go_on(tmp_path, monkeypatch, capsys):
     real = panm.bench.train
 

@@ -83,6 +83,34 @@ def test_random_eval_bases_differ_per_sequence():
     assert len({tuple(row.tolist()) for row in first}) > 20
 
 
+def test_hard_eval_pointers_commit_sharp_pointers_and_leave_diffuse_ones_soft():
+    torch.manual_seed(0)
+    panm = make_panm(address_bits=5, address_similarity="bitwise", eval_pointers="hard")
+    memory, mask = random_memory([7, 4, 6])
+    rows = torch.arange(3)[:, None, None]
+    with torch.no_grad():
+        panm.pointer_unit.attention.log_scale.fill_(3.0)  # sharp: every pointer commits
+        train_weights = panm(memory, mask, num_steps=1).mode1_weights
+        assert ((train_weights > 0.5) & (train_weights < 1)).any()  # training stays soft
+        out = panm.eval()(memory, mask, num_steps=5)
+        weights = out.mode1_weights  # (B, T, G, L)
+        assert set(weights.unique().tolist()) == {0.0, 1.0}
+        assert torch.equal(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+        assert not weights.masked_select(~mask[:, None, None, :]).any()  # never a padded slot
+        chosen = weights.argmax(-1)  # (B, T, G)
+        assert torch.equal(out.pointers, out.addresses[rows, chosen])  # exact slot addresses
+        panm.config.eval_pointers = "soft"  # the first choice is the soft argmax
+        assert torch.equal(panm(memory, mask, num_steps=1).mode1_weights.argmax(-1), chosen[:, :1])
+
+        panm.pointer_unit.attention.log_scale.fill_(-6.0)  # diffuse: nothing commits
+        soft = panm(memory, mask, num_steps=5)
+        panm.config.eval_pointers = "hard"
+        hard = panm(memory, mask, num_steps=5)
+    assert soft.mode1_weights.max() < 0.5
+    assert torch.equal(hard.mode1_weights, soft.mode1_weights)
+    assert torch.equal(hard.logits, soft.logits)
+
+
 def test_training_samples_bases_and_evaluation_uses_zero():
     panm = make_panm(address_bits=5)
     memory, mask = random_memory([6, 6, 6, 6, 6, 6, 6, 6])
@@ -365,6 +393,7 @@ def test_shape_errors(kwargs, message):
         ("pointer_window", -1),
         ("base_distribution", "gaussian"),
         ("eval_base", "often"),
+        ("eval_pointers", "sharp"),
     ],
 )
 def test_config_errors(field, value):

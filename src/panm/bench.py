@@ -15,7 +15,8 @@ test length, and keeps everything on disk::
 A *row* is a model name or a variant name. Runs are resumable: a run whose result.json was made
 with the same settings is not recomputed; any other run whose directory holds a run is resumed
 (its training continues from the latest checkpoint, or ends at once if already complete, and it is
-tested again). Runs execute `jobs` at a time, each in its own spawned process with one torch
+tested again). A run may be resumed under other evaluation-only model settings
+(:data:`panm.models.registry.EVALUATION_SETTINGS`): it is then tested with the new ones. Runs execute `jobs` at a time, each in its own spawned process with one torch
 thread; a failed run is recorded and reported at the end, and the others go on.
 """
 
@@ -39,7 +40,7 @@ import torch
 
 from panm.checkpoint import load_checkpoint_model
 from panm.evaluation import evaluate_lengths
-from panm.models.registry import MODEL_NAMES, model_config
+from panm.models.registry import MODEL_NAMES, evaluation_overrides, model_config
 from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
 from panm.report import format_duration, write_report
@@ -363,7 +364,9 @@ def execute_run(spec: RunSpec, out_dir: Path, progress: bool = False) -> dict[st
         _check_same_run(run_dir, spec.train)
     trained = train(spec.train, run_dir, resume=resume, progress=progress)
     task = get_task(spec.train.task, **spec.train.task_options)
-    model = load_checkpoint_model(run_dir, "best", spec.train.device)
+    # The run's evaluation-only settings apply even to a run trained before they changed.
+    testing = evaluation_overrides(spec.train.model_overrides)
+    model = load_checkpoint_model(run_dir, "best", spec.train.device, testing)
     started = time.monotonic()
     accuracies = evaluate_lengths(
         model,
@@ -530,9 +533,14 @@ def _record_error(run_dir: Path, text: str) -> None:
 
 
 def _check_same_run(run_dir: Path, config: TrainConfig) -> None:
-    """Raises ValueError if `run_dir` holds a run of other settings (budgets may differ)."""
+    """Raises ValueError if `run_dir` holds a run of other settings (budgets and
+    evaluation-only model settings may differ)."""
     stored = json.loads((run_dir / RUN_CONFIG).read_text())
     planned = _jsonable(dataclasses.asdict(config))
+    for train_config in (stored, planned):
+        overrides = train_config.get("model_overrides", {})
+        for key in evaluation_overrides(overrides):
+            del overrides[key]
     differing = sorted(
         key
         for key in set(stored) | set(planned)

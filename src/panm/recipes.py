@@ -10,8 +10,9 @@ from panm.training import TrainConfig
 # The PANM design that extrapolates on Copy and Reverse (see docs/results.md): memory slots hold
 # token embeddings, address attention matches every address bit, training adds decoy slots, the
 # controller reads the initial pointers' slots before step 1 and starts from the mean (not the
-# sum) of memory, and the Pointer Unit computes each move from the last 3 pointers only (its
-# state cannot drift with the step count).
+# sum) of memory, the Pointer Unit computes each move from the last 3 pointers only (its
+# state cannot drift with the step count), and outside training a pointer that has committed to
+# a slot reads that slot alone (no mixing of two slots where the attention is not sharp).
 PANM_EXTRAPOLATING = {
     "encoder": "none",
     "memory_source": "embedding",
@@ -20,6 +21,7 @@ PANM_EXTRAPOLATING = {
     "panm.initial_read": True,
     "panm.controller_init": "memory_mean",
     "panm.pointer_window": 3,
+    "panm.eval_pointers": "hard",
 }
 # Dynamic recall answers with the token *after* the query's slot, which a slot holding only its
 # own token cannot provide: its memory adds a bidirectional GRU's states to the embeddings.

@@ -28,6 +28,7 @@ from panm.pretrained import Pretrained
 
 CONTROLLER_INITS = ("memory_sum", "memory_mean", "given")
 EVAL_BASES = ("zero", "random")
+EVAL_POINTERS = ("soft", "hard")
 
 
 @dataclass
@@ -55,6 +56,14 @@ class PANMConfig:
     eval_base: the base outside training: "zero" (the paper) or "random" (uniform per
         sequence: a diagnostic of whether the learned pointer rule holds from every address,
         since with base 0 all test sequences of one length share one pointer trajectory).
+    eval_pointers: the Mode-1 pointers outside training: "soft" (the paper: each read is the
+        attention-weighted mix of slots and the pointer the weighted sum of their addresses) or
+        "hard": a pointer that has committed to a slot (largest weight above one half) reads
+        that slot alone and its next value is exactly that slot's address; a pointer spread
+        over many slots (often one the task does not use, whose read is then about the mean
+        of memory) stays soft, as in training. Training is always soft (the gradient needs
+        it). "hard" removes the mixing of two slots where the attention is right but not sharp,
+        at lengths whose addresses differ in bits that training sequences never vary.
     decoy_slots: training-only extra slots per sequence. Each copies the address of a random
         real slot with one random bit flipped (kept only where that address lies outside the
         sequence's own window) and the memory content of the same slot index in another sample
@@ -90,6 +99,7 @@ class PANMConfig:
     base_sampling: bool = True
     base_distribution: str = "uniform"
     eval_base: str = "zero"
+    eval_pointers: str = "soft"
     decoy_slots: int = 0
     controller_init: str = "memory_sum"
     controller_reads: bool = True
@@ -113,6 +123,10 @@ class PANMConfig:
             )
         if self.eval_base not in EVAL_BASES:
             raise ValueError(f"eval_base must be one of {EVAL_BASES}, got {self.eval_base!r}")
+        if self.eval_pointers not in EVAL_POINTERS:
+            raise ValueError(
+                f"eval_pointers must be one of {EVAL_POINTERS}, got {self.eval_pointers!r}"
+            )
         if self.controller_init not in CONTROLLER_INITS:
             raise ValueError(
                 f"controller_init must be one of {CONTROLLER_INITS}, got {self.controller_init!r}"
@@ -225,10 +239,13 @@ class PANM(nn.Module, Pretrained):
         # Only the pointers must run step by step: they never see memory or the controller,
         # so the reads, the controller GRU and Mode-2 then run over all steps at once.
         unit = self.pointer_unit
+        hard = not self.training and c.eval_pointers == "hard"
         pointers, projected, weights = [pointer], [], []
         for _ in range(num_steps):
             projected.append(unit.project(pointers[-1]))  # once per pointer, reused by a window
             w1, pointer_state = unit(projected, pointer_state, address_keys, slot_mask)
+            if hard:
+                w1 = _commit(w1)
             pointers.append(w1.bmm(slot_addresses))  # p_t = sum_i w_t[i] A[i]
             weights.append(w1)
         w1 = torch.stack(weights, dim=1)  # (B, T, G, L')
@@ -381,6 +398,14 @@ class PANM(nn.Module, Pretrained):
             torch.cat([real_ids, decoy_ids], dim=1),
             torch.cat([memory_mask, outside], dim=1),
         )
+
+
+def _commit(weights: Tensor) -> Tensor:
+    """One-hot on the largest weight where it is above one half, else unchanged: (..., L).
+    Invalid slots have weight 0, so a committed pointer is always on a valid slot."""
+    top, slot = weights.max(dim=-1, keepdim=True)
+    one_hot = torch.zeros_like(weights).scatter_(-1, slot, 1.0)
+    return torch.where(top > 0.5, one_hot, weights)
 
 
 def _weighted_read(weights: Tensor, values: Tensor) -> Tensor:
