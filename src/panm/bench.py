@@ -16,8 +16,9 @@ A *row* is a model name or a variant name. Runs are resumable: a run whose resul
 with the same settings is not recomputed; any other run whose directory holds a run is resumed
 (its training continues from the latest checkpoint, or ends at once if already complete, and it is
 tested again). A run may be resumed under other evaluation-only model settings
-(:data:`panm.models.registry.EVALUATION_SETTINGS`): it is then tested with the new ones. Runs execute `jobs` at a time, each in its own spawned process with one torch
-thread; a failed run is recorded and reported at the end, and the others go on.
+(:data:`panm.models.registry.EVALUATION_SETTINGS`): it is then tested with the new ones. Runs
+execute `jobs` at a time, each in its own spawned process with one torch thread; a failed run is
+recorded and reported at the end, and the others go on.
 """
 
 from __future__ import annotations
