@@ -197,6 +197,24 @@ def test_windowed_pointer_unit_sees_only_the_last_pointers(window):
     assert not torch.allclose(changed, fresh)  # the oldest pointer of the window does matter
 
 
+def test_latest_inputs_see_only_the_current_pointer():
+    unit = make_panm(pointer_window=3, pointer_inputs="latest").eval().pointer_unit
+    keys = unit.attention.keys(binary_table(8)[:6].expand(2, 6, 8))
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    latest = torch.rand(2, 2, 8)
+
+    def step(pointers):
+        return unit([unit.project(p) for p in pointers], torch.randn(2, 2, 12), keys, mask)[0]
+
+    first = step([latest])  # the first step: a history of one pointer
+    later = step([torch.rand(2, 2, 8), torch.rand(2, 2, 8), latest])
+    torch.testing.assert_close(first, later)  # the same move from the same address
+    state = torch.zeros(2, 2, 12)
+    for _ in range(3):  # three GRU steps on the latest pointer
+        state = unit.cell(latest, state)
+    torch.testing.assert_close(first, unit.attention(state, keys).softmax(-1))
+
+
 def test_full_recurrence_uses_the_state():
     unit = make_panm(pointer_window=0).eval().pointer_unit
     keys = unit.attention.keys(binary_table(8)[:6].expand(2, 6, 8))
@@ -391,6 +409,8 @@ def test_shape_errors(kwargs, message):
         ("pointer_start", "middle"),
         ("initial_read", True),
         ("pointer_window", -1),
+        ("pointer_inputs", "oldest"),
+        ("pointer_inputs", "latest"),
         ("base_distribution", "gaussian"),
         ("eval_base", "often"),
         ("eval_pointers", "sharp"),

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from panm.memory.addresses import BASE_DISTRIBUTIONS, AddressBank
-from panm.memory.pointer_unit import POINTER_STARTS, SIMILARITIES, PointerUnit
+from panm.memory.pointer_unit import POINTER_INPUTS, POINTER_STARTS, SIMILARITIES, PointerUnit
 from panm.memory.relational import RelationalAccess
 from panm.pretrained import Pretrained
 
@@ -48,6 +48,8 @@ class PANMConfig:
     pointer_window: 0: the Pointer Unit GRU carries its state across all steps (the paper);
         K >= 1: each step reruns it from zero over the last K pointer values, so it cannot
         drift with the step count (see `PointerUnit`).
+    pointer_inputs: with pointer_window K >= 1, "recent" (the last K pointer values) or
+        "latest" (the latest one, K times: the move depends on the current address alone).
     pointer_start: "inside" (first and last valid slot, the paper) or "outside" (one slot
         before the first and after the last, so a "+1" rule is right from step 1).
     base_sampling: draw the base address per sequence in training (base 0 otherwise).
@@ -95,6 +97,7 @@ class PANMConfig:
     key_dim: int = 64
     address_similarity: str = "dot"
     pointer_window: int = 0
+    pointer_inputs: str = "recent"
     pointer_start: str = "inside"
     base_sampling: bool = True
     base_distribution: str = "uniform"
@@ -114,6 +117,12 @@ class PANMConfig:
             raise ValueError(
                 f"pointer_start must be one of {POINTER_STARTS}, got {self.pointer_start!r}"
             )
+        if self.pointer_inputs not in POINTER_INPUTS:
+            raise ValueError(
+                f"pointer_inputs must be one of {POINTER_INPUTS}, got {self.pointer_inputs!r}"
+            )
+        if self.pointer_inputs == "latest" and self.pointer_window == 0:
+            raise ValueError("pointer_inputs='latest' needs pointer_window >= 1")
         if self.initial_read and not (self.controller_reads and self.pointer_start == "inside"):
             raise ValueError("initial_read needs controller_reads=True and pointer_start='inside'")
         if self.base_distribution not in BASE_DISTRIBUTIONS:
@@ -181,6 +190,7 @@ class PANM(nn.Module, Pretrained):
             c.key_dim,
             c.address_similarity,
             window=c.pointer_window,
+            inputs=c.pointer_inputs,
             start=c.pointer_start,
         )
         self.relational = (

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 SIMILARITIES = ("dot", "cosine", "bitwise")
 POINTER_STARTS = ("inside", "outside")
+POINTER_INPUTS = ("recent", "latest")
 
 
 class GroupedLinear(nn.Module):
@@ -124,7 +125,10 @@ class PointerUnit(nn.Module):
     values, so the next pointer is a function of those alone, p_t = f(p_{t-K}, ..., p_{t-1}): a
     rule learned on short sequences cannot depend on how many steps have passed, which at test
     lengths is more than training ever showed (K = 1: a stateless unit; K > 1 also gives the rule
-    K layers of computation, and the direction of the recent moves).
+    K layers of computation, and the direction of the recent moves). inputs="latest" feeds the
+    latest pointer K times instead, p_t = f(p_{t-1}) with K GRU steps of depth: the move then
+    depends on the current address alone, so the unit cannot treat the first step (a history
+    of one pointer) differently from the others.
 
     start="inside" puts pointer 0 on the first slot and pointer 1 on the last valid slot (the
     paper; more pointers alternate). A unit that learns one rule for every step ("+1") then
@@ -142,14 +146,20 @@ class PointerUnit(nn.Module):
         similarity: str,
         window: int = 0,
         start: str = "inside",
+        inputs: str = "recent",
     ) -> None:
         super().__init__()
         if start not in POINTER_STARTS:
             raise ValueError(f"pointer start must be one of {POINTER_STARTS}, got {start!r}")
         if window < 0:
             raise ValueError(f"pointer window must be >= 0, got {window}")
+        if inputs not in POINTER_INPUTS:
+            raise ValueError(f"pointer inputs must be one of {POINTER_INPUTS}, got {inputs!r}")
+        if inputs == "latest" and window == 0:
+            raise ValueError("pointer inputs 'latest' needs a pointer window >= 1")
         self.num_pointers = num_pointers
         self.window = window
+        self.latest_only = inputs == "latest"
         self.outward = int(start == "outside")
         self.cell = GroupedGRUCell(num_pointers, address_bits, state_dim)
         self.attention = AddressAttention(
@@ -182,7 +192,7 @@ class PointerUnit(nn.Module):
         if self.window == 0:
             state = self.cell.step(history[-1], state)
         else:
-            recent = history[-self.window :]
+            recent = [history[-1]] * self.window if self.latest_only else history[-self.window :]
             state = self.cell.step(recent[0], None)
             for projected in recent[1:]:
                 state = self.cell.step(projected, state)
