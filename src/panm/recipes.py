@@ -27,13 +27,13 @@ PANM_EXTRAPOLATING = {
 # - dynamic recall answers with the token *after* the query's slot, which a slot holding only its
 #   own token cannot provide: its memory adds a bidirectional GRU's states to the embeddings;
 # - mix puts its op token before the sequence, so the forward pointer starts one slot before the
-#   first item while the backward one starts on the last item. A window-3 unit can make its first
-#   move special, and training settles on a first jump of two slots that never reads the first
-#   item (validation 84-92%); a stateless unit (window 1) must move one slot at every step, and
-#   fits mix at the training lengths (100%). On Copy the stateless unit fails a carry at 44.
+#   first item while the backward one starts on the last item. A unit that sees the recent
+#   pointers can make its first move special, and training settles on a first jump of two slots
+#   that never reads the first item (validation 80-92%); fed only the latest pointer
+#   (pointer_inputs="latest", still 3 GRU steps deep) it must move one slot at every step.
 PANM_TASK_RECIPES = {
     "dynamic_recall": {"encoder": "gru", "memory_source": "sum"},
-    "mix": {"panm.pointer_window": 1},
+    "mix": {"panm.pointer_inputs": "latest"},
 }
 
 # The issue-5 protocol: at most 15 minutes of CPU training per run (whichever of steps and
