@@ -271,7 +271,7 @@ def test_quick_preset_matches_its_file():
     assert load_config(CONFIGS / "quick.json") == QUICK
     assert len(plan_runs(QUICK)) == 8
     extrapolation = load_config(CONFIGS / "extrapolation.json")
-    assert len(plan_runs(extrapolation)) == 6 * (5 + 9) * 3
+    assert len(plan_runs(extrapolation)) == 6 * (5 + 10) * 3
 
 
 def test_every_committed_config_loads():
