@@ -163,6 +163,8 @@ def test_changed_evaluation_setting_retests_without_training(tiny_bench, tmp_pat
     stored = json.loads((out / "runs/copy/panm/seed-0/run.json").read_text())
     assert "panm.eval_base" not in stored["model_overrides"]  # the run itself is unchanged
     assert outcomes[0]["settings"]["train"]["model_overrides"]["panm.eval_base"] == "random"
+    run_bench(tiny_config(models=["panm"], variants={}), out, jobs=1, progress=False)
+    assert tested[2:] == ["zero", "zero"]  # a removed setting is back to its default
 
 
 def test_failed_run_is_reported_and_the_rest_go_on(tmp_path, monkeypatch, capsys):

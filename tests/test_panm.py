@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 import torch
+from torch import nn
 
 from panm import PANM, PANMConfig
 from panm.memory.addresses import AddressBank, binary_table
@@ -109,6 +110,17 @@ def test_hard_eval_pointers_commit_sharp_pointers_and_leave_diffuse_ones_soft():
     assert soft.mode1_weights.max() < 0.5
     assert torch.equal(hard.mode1_weights, soft.mode1_weights)
     assert torch.equal(hard.logits, soft.logits)
+
+    with torch.no_grad():  # in between: pointer by pointer, the committed ones alone change
+        panm.pointer_unit.attention.log_scale.fill_(1.5)
+        hard_first = panm(memory, mask, num_steps=1).mode1_weights[:, 0]
+        panm.config.eval_pointers = "soft"
+        soft_first = panm(memory, mask, num_steps=1).mode1_weights[:, 0]  # (B, G, L)
+    committed = soft_first.max(-1).values > 0.5
+    assert committed.any() and not committed.all()
+    one_hot = nn.functional.one_hot(soft_first.argmax(-1), soft_first.shape[-1]).float()
+    torch.testing.assert_close(hard_first[committed], one_hot[committed])
+    torch.testing.assert_close(hard_first[~committed], soft_first[~committed])
 
 
 def test_training_samples_bases_and_evaluation_uses_zero():

@@ -16,7 +16,8 @@ A *row* is a model name or a variant name. Runs are resumable: a run whose resul
 with the same settings is not recomputed; any other run whose directory holds a run is resumed
 (its training continues from the latest checkpoint, or ends at once if already complete, and it is
 tested again). A run may be resumed under other evaluation-only model settings
-(:data:`panm.models.registry.EVALUATION_SETTINGS`): it is then tested with the new ones. Runs
+(:data:`panm.models.registry.EVALUATION_SETTINGS`): it is then tested with the new ones (its
+best checkpoint stays the one its own validation chose, under the settings it trained with). Runs
 execute `jobs` at a time, each in its own spawned process with one torch thread; a failed run is
 recorded and reported at the end, and the others go on.
 """
@@ -41,7 +42,12 @@ import torch
 
 from panm.checkpoint import load_checkpoint_model
 from panm.evaluation import evaluate_lengths
-from panm.models.registry import MODEL_NAMES, evaluation_overrides, model_config
+from panm.models.registry import (
+    MODEL_NAMES,
+    evaluation_overrides,
+    evaluation_settings,
+    model_config,
+)
 from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
 from panm.report import format_duration, write_report
@@ -365,9 +371,10 @@ def execute_run(spec: RunSpec, out_dir: Path, progress: bool = False) -> dict[st
         _check_same_run(run_dir, spec.train)
     trained = train(spec.train, run_dir, resume=resume, progress=progress)
     task = get_task(spec.train.task, **spec.train.task_options)
-    # The run's evaluation-only settings apply even to a run trained before they changed.
-    testing = evaluation_overrides(spec.train.model_overrides)
-    model = load_checkpoint_model(run_dir, "best", spec.train.device, testing)
+    # The planned evaluation-only settings apply even to a run trained before they changed
+    # (its best checkpoint stays the one its own validation chose).
+    planned = model_config(spec.train.model, task, spec.train.model_overrides)
+    model = load_checkpoint_model(run_dir, "best", spec.train.device, evaluation_settings(planned))
     started = time.monotonic()
     accuracies = evaluate_lengths(
         model,

@@ -155,7 +155,8 @@ class PANMOutput:
     """What `PANM.forward` returns.
 
     logits: (B, T, output_dim) output MLP results.
-    pointers: (B, T, G, b) Mode-1 pointer values (soft binary addresses).
+    pointers: (B, T, G, b) Mode-1 pointer values (soft binary addresses; exact slot addresses
+        where a pointer committed, with eval_pointers="hard").
     mode1_weights: (B, T, G, L) Mode-1 attention over the real slots.
     mode2_weights: (B, T, H, L) Mode-2 attention over the real slots.
     mode2_pointers: (B, T, H, b) Mode-2 pointer values.

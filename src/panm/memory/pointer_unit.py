@@ -186,7 +186,8 @@ class PointerUnit(nn.Module):
         self, history: list[Tensor], state: Tensor, keys: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor]:
         """One step: `project` of the pointer values so far (the latest last; only the last
-        `window` are used, or the latest alone with window=0) and the state (B, G, S), slot keys
+        `window` are used, the latest `window` times with inputs="latest", or the latest alone
+        with window=0) and the state (B, G, S), slot keys
         (B, L, K) and the valid-slot mask (B, L) -> attention weights (B, G, L) (exactly 0 on
         invalid slots) and the new state (B, G, S)."""
         if self.window == 0:

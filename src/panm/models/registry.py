@@ -37,6 +37,7 @@ MODEL_NAMES = tuple(MODELS)
 _CLASSES = {cls.model_type: cls for cls, _ in MODELS.values()}
 
 __all__ = [
+    "EVALUATION_SETTINGS",
     "MODELS",
     "MODEL_NAMES",
     "AttentionConfig",
@@ -44,6 +45,8 @@ __all__ = [
     "PointerConfig",
     "TransformerConfig",
     "build_model",
+    "evaluation_overrides",
+    "evaluation_settings",
     "load_model",
     "model_config",
     "with_overrides",
@@ -58,6 +61,20 @@ EVALUATION_SETTINGS = ("panm.eval_base", "panm.eval_pointers")
 def evaluation_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """The evaluation-only part of model `overrides` (see `EVALUATION_SETTINGS`)."""
     return {key: value for key, value in overrides.items() if key in EVALUATION_SETTINGS}
+
+
+def evaluation_settings(config: Any) -> dict[str, Any]:
+    """The values of the `EVALUATION_SETTINGS` that model `config` has, by dotted key."""
+    values = {}
+    for key in EVALUATION_SETTINGS:
+        node = config
+        try:
+            for part in key.split("."):
+                node = getattr(node, part)
+        except AttributeError:
+            continue
+        values[key] = node
+    return values
 
 
 def with_overrides(config: Any, overrides: dict[str, Any], prefix: str = "") -> Any:
