@@ -81,6 +81,15 @@ def test_registry_save_load_round_trip(tmp_path):
         )
 
 
+
+def test_load_model_puts_every_tensor_on_map_location(tmp_path):
+    # The device of the loaded weights alone is not enough: the model must be moved (the CUDA
+    # path once loaded CUDA weights into a model left on the CPU). "meta" stands in for a GPU.
+    build_model("panm", get_task("copy")).save_pretrained(tmp_path)
+    model = load_model(tmp_path, map_location="meta")
+    tensors = [*model.parameters(), *model.buffers()]
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+
 def test_registry_errors(tmp_path):
     task = get_task("copy")
     with pytest.raises(ValueError, match="unknown model 'gpt'; choose from: panm"):

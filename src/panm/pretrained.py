@@ -106,5 +106,5 @@ class Pretrained:
                 f"{directory} holds a {payload.get('model_type')!r} model, not {cls.model_type!r}"
             )
         model = cls(config_from_dict(cls.config_class, payload["config"]))  # type: ignore[call-arg]
-        model.load_state_dict(load_file(str(weights_path), device=str(map_location)))  # type: ignore[attr-defined]
-        return model
+        model.load_state_dict(load_file(str(weights_path)))  # type: ignore[attr-defined]
+        return model.to(map_location)  # type: ignore[attr-defined]
