@@ -17,6 +17,7 @@ SMALL = {"embed_dim": 16, "panm.hidden_dim": 16, "panm.pointer_dim": 8, "panm.ke
 VARIANTS = [
     {"encoder": "gru"},
     {"encoder": "lstm", "memory_source": "sum"},
+    {"encoder": "gru", "memory_source": "sum", "encoder_bidirectional": False},
     {"encoder": "lstm", "panm.controller_init": "given"},
     {"encoder": "transformer", "transformer_position": "rope"},
     {"encoder": "none", "memory_source": "embedding", "panm.address_similarity": "bitwise"},
@@ -64,6 +65,22 @@ def test_panm_model_batch_invariance(variant):
         torch.testing.assert_close(alone[0], together[i], atol=1e-5, rtol=0)
 
 
+def test_forward_only_encoder_slots_do_not_see_later_slots():
+    task = get_task("copy")
+    torch.manual_seed(0)
+    model = small_panm(task, encoder="gru", memory_source="sum", encoder_bidirectional=False)
+    batch = batch_of(task, [9])
+    changed = batch.src.clone()
+    changed[0, 5:9] = changed[0, 5:9] % 10 + 4  # other symbols after slot 4
+    memory = [
+        model.encoder(model.embedding(src), batch.src_mask)[0] for src in (batch.src, changed)
+    ]
+    torch.testing.assert_close(memory[0][:, :5], memory[1][:, :5], rtol=0, atol=0)
+    assert not torch.allclose(memory[0][:, 5:9], memory[1][:, 5:9])
+    with pytest.raises(ValueError, match="encoder_bidirectional=False needs a 'gru' or 'lstm'"):
+        small_panm(task, encoder="transformer", encoder_bidirectional=False)
+
+
 def test_registry_save_load_round_trip(tmp_path):
     task = get_task("mix")
     for name in MODEL_NAMES:
@@ -81,7 +98,6 @@ def test_registry_save_load_round_trip(tmp_path):
         )
 
 
-
 def test_load_model_puts_every_tensor_on_map_location(tmp_path):
     # The device of the loaded weights alone is not enough: the model must be moved (the CUDA
     # path once loaded CUDA weights into a model left on the CPU). "meta" stands in for a GPU.
@@ -89,6 +105,7 @@ def test_load_model_puts_every_tensor_on_map_location(tmp_path):
     model = load_model(tmp_path, map_location="meta")
     tensors = [*model.parameters(), *model.buffers()]
     assert tensors and all(t.device.type == "meta" for t in tensors)
+
 
 def test_registry_errors(tmp_path):
     task = get_task("copy")

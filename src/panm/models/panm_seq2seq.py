@@ -23,6 +23,9 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     embed_dim: width of token embeddings, encoder outputs and memory slots (default 128).
     encoder: "gru" / "lstm" (bidirectional, the paper's default), "transformer", or "none".
     encoder_layers: encoder depth (default 1).
+    encoder_bidirectional: "gru" / "lstm" read both ways (the paper) or, when False, forward
+        only: a slot's state then depends only on the slots up to it, so it does not change
+        when the sequence grows after it.
     memory_source: what the memory slots hold: "encoder" states, the token "embedding"s
         themselves (length-invariant: a slot's content does not drift as sequences grow), or
         their "sum".
@@ -41,6 +44,7 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     embed_dim: int = 128
     encoder: str = "gru"
     encoder_layers: int = 1
+    encoder_bidirectional: bool = True
     memory_source: str = "encoder"
     decoder: str = "none"
     decoder_layers: int = 3
@@ -60,6 +64,8 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
             raise ValueError(
                 f"memory_source must be one of {MEMORY_SOURCES}, got {self.memory_source!r}"
             )
+        if not self.encoder_bidirectional and self.encoder not in ("gru", "lstm"):
+            raise ValueError("encoder_bidirectional=False needs a 'gru' or 'lstm' encoder")
         uses_final_state = self.panm.controller_init == "given"
         if uses_final_state and self.encoder not in ("gru", "lstm"):
             raise ValueError("panm.controller_init='given' needs a 'gru' or 'lstm' encoder")
@@ -119,7 +125,11 @@ class PANMSeq2Seq(Seq2SeqModel):
     def _build_encoder(config: PANMSeq2SeqConfig) -> nn.Module | None:
         if config.encoder in ("gru", "lstm"):
             return RNNEncoder(
-                config.encoder, config.embed_dim, config.encoder_layers, True, config.dropout
+                config.encoder,
+                config.embed_dim,
+                config.encoder_layers,
+                config.encoder_bidirectional,
+                config.dropout,
             )
         if config.encoder == "transformer":
             return TransformerEncoder(
