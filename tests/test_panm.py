@@ -9,6 +9,7 @@ from torch import nn
 from panm import PANM, PANMConfig
 from panm.memory.addresses import AddressBank, binary_table
 from panm.memory.pointer_unit import GroupedGRUCell
+from panm.memory.relational import RelationalAccess
 
 
 def make_panm(**overrides) -> PANM:
@@ -257,6 +258,7 @@ def test_padded_slots_get_exactly_zero_weight(decoys):
         {"controller_reads": False, "pointer_start": "outside"},
         {"pointer_window": 2, "controller_init": "memory_mean"},
         {"initial_read": True},
+        {"mode2_exclusion": True},
     ],
 )
 def test_batch_invariance(options):
@@ -270,6 +272,9 @@ def test_batch_invariance(options):
         torch.testing.assert_close(alone.pointers[0], batched.pointers[i], atol=1e-5, rtol=0)
         torch.testing.assert_close(
             alone.mode1_weights[0], batched.mode1_weights[i, :, :, :n], atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(
+            alone.mode2_weights[0], batched.mode2_weights[i, :, :, :n], atol=1e-5, rtol=0
         )
 
 
@@ -306,7 +311,12 @@ def test_decoy_slots_only_in_training_and_outside_the_window():
 
 @pytest.mark.parametrize("controller_init", ["memory_sum", "memory_mean"])
 def test_gradients_reach_every_parameter(controller_init):
-    panm = make_panm(input_dim=5, controller_init=controller_init, address_similarity="cosine")
+    panm = make_panm(
+        input_dim=5,
+        controller_init=controller_init,
+        address_similarity="cosine",
+        mode2_exclusion=True,
+    )
     memory, mask = random_memory([5, 3])
     memory.requires_grad_(True)
     out = panm(memory, mask, inputs=torch.randn(2, 4, 5))
@@ -426,10 +436,13 @@ def test_shape_errors(kwargs, message):
         ("base_distribution", "gaussian"),
         ("eval_base", "often"),
         ("eval_pointers", "sharp"),
+        ("mode2_exclusion", True),
     ],
 )
 def test_config_errors(field, value):
     extra = {"controller_reads": False} if field == "initial_read" else {}
+    if field == "mode2_exclusion":
+        extra = {"num_mode2": 0}
     with pytest.raises(ValueError, match=field):
         PANMConfig(**{field: value}, **extra)
 
@@ -444,3 +457,21 @@ def test_initial_read_primes_the_controller_with_the_start_slots():
     assert sequence.shape[1] == 3
     expected = torch.cat([memory[[0, 1], [0, 0]], memory[[0, 1], [3, 2]]], dim=-1)
     torch.testing.assert_close(sequence[:, 0], expected)
+
+
+def test_mode2_exclusion_reads_each_slot_once_in_score_order():
+    access = RelationalAccess(memory_dim=3, num_mode1=1, num_heads=1, key_dim=1, exclusion=True)
+    with torch.no_grad():
+        access.query.weight.zero_()
+        access.query.bias.fill_(1.0)  # a constant query: the score of a slot is its key
+        access.exclusion_scale.fill_(1000.0)
+    keys = 50.0 * torch.tensor([[5.0, 1.0, 4.0, 2.0, 3.0, 9.0]]).unsqueeze(-1)  # (1, 6, 1)
+    mask = torch.tensor([[True, True, True, True, True, False]])  # the 9 is padding
+    weights = access(torch.zeros(1, 6, 1, 3), keys, mask)  # (1, T=6, H=1, 6)
+    assert weights[0, :5, 0].argmax(-1).tolist() == [0, 2, 4, 3, 1]
+    assert (weights[..., 5] == 0).all()  # padding is never read, even once all slots were
+    torch.testing.assert_close(weights[0, :5, 0].sum(0)[:5], torch.ones(5), atol=1e-4, rtol=0)
+    plain = RelationalAccess(memory_dim=3, num_mode1=1, num_heads=1, key_dim=1)
+    plain.load_state_dict({k: v for k, v in access.state_dict().items() if "exclusion" not in k})
+    again = plain(torch.zeros(1, 6, 1, 3), keys, mask)
+    assert (again[0, :, 0].argmax(-1) == 0).all()  # without exclusion every step reads the top

@@ -42,6 +42,9 @@ class PANMConfig:
     address_bits: b; 2**b addresses, so memory may have at most 2**b slots.
     num_mode1: Mode-1 pointers (G). Pointer 0 starts at the first slot, 1 at the last, alternating.
     num_mode2: Mode-2 pointers (H); 0 disables relational access.
+    mode2_exclusion: each Mode-2 head avoids the slots it has already read (see
+        `panm.memory.relational`; not in the paper): a head that reads one slot per step then
+        reads every slot once, in the order its scores give (a sort by content).
     pointer_dim: state width of each Pointer Unit GRU.
     key_dim: width of address keys ("dot"/"cosine") and of Mode-2 keys.
     address_similarity: "dot", "cosine" or "bitwise" (see `AddressAttention`).
@@ -93,6 +96,7 @@ class PANMConfig:
     address_bits: int = 8
     num_mode1: int = 2
     num_mode2: int = 1
+    mode2_exclusion: bool = False
     pointer_dim: int = 64
     key_dim: int = 64
     address_similarity: str = "dot"
@@ -140,6 +144,8 @@ class PANMConfig:
             raise ValueError(
                 f"controller_init must be one of {CONTROLLER_INITS}, got {self.controller_init!r}"
             )
+        if self.mode2_exclusion and self.num_mode2 == 0:
+            raise ValueError("mode2_exclusion needs num_mode2 >= 1")
         if self.num_mode1 < 1:
             raise ValueError(f"num_mode1 must be at least 1, got {self.num_mode1}")
         for name in ("num_mode2", "decoy_slots", "input_dim", "pointer_window"):
@@ -195,7 +201,9 @@ class PANM(nn.Module, Pretrained):
             start=c.pointer_start,
         )
         self.relational = (
-            RelationalAccess(c.memory_dim, c.num_mode1, c.num_mode2, c.key_dim)
+            RelationalAccess(
+                c.memory_dim, c.num_mode1, c.num_mode2, c.key_dim, exclusion=c.mode2_exclusion
+            )
             if c.num_mode2
             else None
         )
