@@ -143,6 +143,18 @@ def test_changed_run_settings_fail_that_run_only(tiny_bench, tmp_path):
     assert "## Failed runs" in write_report(out, "panm bench")
 
 
+def test_a_setting_named_at_its_default_is_the_same_run(tiny_bench, tmp_path, monkeypatch):
+    out = copy_of(tiny_bench, tmp_path)
+    calls = count_train_calls(monkeypatch)
+    overrides = {**TINY["model_overrides"], "panm": {**TINY["model_overrides"]["panm"]}}
+    overrides["panm"]["panm.pointer_inputs"] = "recent"  # the default
+    config = tiny_config(model_overrides=overrides, models=["panm"], variants={})
+    outcomes = run_bench(config, out, jobs=1, progress=False)
+    assert not [o for o in outcomes if "error" in o]
+    assert calls == [True, True]  # resumed (the results' recorded settings changed) ...
+    assert [o["steps"] for o in outcomes] == [2, 2]  # ... and tested again, not trained further
+
+
 def test_changed_evaluation_setting_retests_without_training(tiny_bench, tmp_path, monkeypatch):
     out = copy_of(tiny_bench, tmp_path)
     calls = count_train_calls(monkeypatch)

@@ -44,7 +44,6 @@ from panm.checkpoint import load_checkpoint_model
 from panm.evaluation import evaluate_lengths
 from panm.models.registry import (
     MODEL_NAMES,
-    evaluation_overrides,
     evaluation_settings,
     model_config,
 )
@@ -542,23 +541,41 @@ def _record_error(run_dir: Path, text: str) -> None:
 
 def _check_same_run(run_dir: Path, config: TrainConfig) -> None:
     """Raises ValueError if `run_dir` holds a run of other settings (budgets and
-    evaluation-only model settings may differ)."""
+    evaluation-only model settings may differ). Model settings are compared as the model
+    configs they give, so naming a setting at its default value changes nothing."""
     stored = json.loads((run_dir / RUN_CONFIG).read_text())
     planned = _jsonable(dataclasses.asdict(config))
-    for train_config in (stored, planned):
-        overrides = train_config.get("model_overrides", {})
-        for key in evaluation_overrides(overrides):
-            del overrides[key]
     differing = sorted(
         key
         for key in set(stored) | set(planned)
-        if key not in ("steps", "minutes") and stored.get(key) != planned.get(key)
+        if key not in ("steps", "minutes", "model_overrides")
+        and stored.get(key) != planned.get(key)
     )
+    if not differing and _model_settings(stored) != _model_settings(planned):
+        differing = ["model_overrides"]
     if differing:
         raise ValueError(
             f"{run_dir} holds a run with other settings ({', '.join(differing)}); "
             "delete it to start that run over"
         )
+
+
+def _model_settings(train_config: dict[str, Any]) -> dict[str, Any] | None:
+    """The resolved model config of a stored or planned run, without its evaluation-only
+    settings; None where its settings are not valid for this version of panm."""
+    try:
+        task = get_task(train_config["task"], **train_config.get("task_options", {}))
+        model = model_config(train_config["model"], task, train_config.get("model_overrides"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    settings = dataclasses.asdict(model)
+    for key in evaluation_settings(model):
+        *parents, leaf = key.split(".")
+        node = settings
+        for part in parents:
+            node = node[part]
+        del node[leaf]
+    return settings
 
 
 class _Progress:

@@ -45,7 +45,6 @@ __all__ = [
     "PointerConfig",
     "TransformerConfig",
     "build_model",
-    "evaluation_overrides",
     "evaluation_settings",
     "load_model",
     "model_config",
@@ -56,11 +55,6 @@ __all__ = [
 # Model settings that change only what the model does outside training: a finished run can be
 # tested again under other values of these (a bench does so when its config changes them).
 EVALUATION_SETTINGS = ("panm.eval_base", "panm.eval_pointers")
-
-
-def evaluation_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    """The evaluation-only part of model `overrides` (see `EVALUATION_SETTINGS`)."""
-    return {key: value for key, value in overrides.items() if key in EVALUATION_SETTINGS}
 
 
 def evaluation_settings(config: Any) -> dict[str, Any]:
