@@ -34,3 +34,17 @@ print(
     f"Mode-2 argmax on the slot after the first occurrence: "
     f"{(mode2 == after_first).float().mean():.3f}"
 )
+first = after_first - 1
+wrong = ~right
+print(
+    f"wrong answers: {int(wrong.sum())}; Mode-2 argmax after the first occurrence's next slot in "
+    f"{int((wrong & (mode2 > after_first)).sum())}, before it in "
+    f"{int((wrong & (mode2 < after_first)).sum())}"
+)
+for low, high in [(0, 5), (5, 10), (10, 20), (20, 40), (40, 100)]:
+    chosen = (first >= low) & (first < high)
+    if chosen.any():
+        print(
+            f"first occurrence at index {low}-{high - 1}: {int(chosen.sum())} sequences, "
+            f"accuracy {right[chosen].float().mean():.3f}"
+        )
