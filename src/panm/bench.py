@@ -565,11 +565,11 @@ def _model_settings(train_config: dict[str, Any]) -> dict[str, Any] | None:
     settings; None where its settings are not valid for this version of panm."""
     try:
         task = get_task(train_config["task"], **train_config.get("task_options", {}))
-        model = model_config(train_config["model"], task, train_config.get("model_overrides"))
+        resolved = model_config(train_config["model"], task, train_config.get("model_overrides"))
     except (KeyError, TypeError, ValueError):
         return None
-    settings = dataclasses.asdict(model)
-    for key in evaluation_settings(model):
+    settings = dataclasses.asdict(resolved)
+    for key in evaluation_settings(resolved):
         *parents, leaf = key.split(".")
         node = settings
         for part in parents:
