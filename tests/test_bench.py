@@ -147,7 +147,7 @@ def test_a_setting_named_at_its_default_is_the_same_run(tiny_bench, tmp_path, mo
     out = copy_of(tiny_bench, tmp_path)
     calls = count_train_calls(monkeypatch)
     overrides = {**TINY["model_overrides"], "panm": {**TINY["model_overrides"]["panm"]}}
-    overrides["panm"]["panm.pointer_inputs"] = "recent"  # the default
+    overrides["panm"]["panm.num_mode1"] = 2  # the default, not named by the recipe
     config = tiny_config(model_overrides=overrides, models=["panm"], variants={})
     outcomes = run_bench(config, out, jobs=1, progress=False)
     assert not [o for o in outcomes if "error" in o]
