@@ -46,6 +46,7 @@ from panm.models.registry import (
     MODEL_NAMES,
     evaluation_settings,
     model_config,
+    with_overrides,
 )
 from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
@@ -551,7 +552,7 @@ def _check_same_run(run_dir: Path, config: TrainConfig) -> None:
         if key not in ("steps", "minutes", "model_overrides")
         and stored.get(key) != planned.get(key)
     )
-    if not differing and _model_settings(stored) != _model_settings(planned):
+    if not differing and not _same_model(stored, planned):
         differing = ["model_overrides"]
     if differing:
         raise ValueError(
@@ -560,22 +561,21 @@ def _check_same_run(run_dir: Path, config: TrainConfig) -> None:
         )
 
 
-def _model_settings(train_config: dict[str, Any]) -> dict[str, Any] | None:
-    """The resolved model config of a stored or planned run, without its evaluation-only
-    settings; None where its settings are not valid for this version of panm."""
+def _resolved_model(train_config: dict[str, Any]) -> Any:
+    """The model config a stored or planned run's settings give."""
+    task = get_task(train_config["task"], **train_config.get("task_options", {}))
+    return model_config(train_config["model"], task, train_config.get("model_overrides"))
+
+
+def _same_model(stored: dict[str, Any], planned: dict[str, Any]) -> bool:
+    """Whether both runs build the same model, evaluation-only settings aside (False where the
+    stored settings are not valid for this version of panm)."""
+    planned_model = _resolved_model(planned)
     try:
-        task = get_task(train_config["task"], **train_config.get("task_options", {}))
-        resolved = model_config(train_config["model"], task, train_config.get("model_overrides"))
+        stored_model = _resolved_model(stored)
     except (KeyError, TypeError, ValueError):
-        return None
-    settings = dataclasses.asdict(resolved)
-    for key in evaluation_settings(resolved):
-        *parents, leaf = key.split(".")
-        node = settings
-        for part in parents:
-            node = node[part]
-        del node[leaf]
-    return settings
+        return False
+    return with_overrides(stored_model, evaluation_settings(planned_model)) == planned_model
 
 
 class _Progress:
