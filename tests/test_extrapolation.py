@@ -1,7 +1,8 @@
 """Slow end-to-end checks that training really teaches the models (`python -m pytest -m slow`).
 
 Each trains one model for a couple of minutes with the default recipe and asserts what the
-benchmark claims: PANM extrapolates on Reverse, the baselines fit the training lengths but not
+benchmark claims: PANM extrapolates on Reverse and sorts by priority at twice the training
+length, the baselines fit the training lengths but not
 twice their length.
 """
 
@@ -28,6 +29,12 @@ def train_and_test(tmp_path, task_name, model, steps):
 
 def test_panm_reverse_extrapolates_to_twice_the_training_length(tmp_path):
     results = train_and_test(tmp_path, "reverse", "panm", steps=5000)
+    assert results[10].sequence_accuracy >= 0.95
+    assert results[22].sequence_accuracy >= 0.9
+
+
+def test_panm_priority_sort_extrapolates_to_twice_the_training_length(tmp_path):
+    results = train_and_test(tmp_path, "priority_sort", "panm", steps=2000)
     assert results[10].sequence_accuracy >= 0.95
     assert results[22].sequence_accuracy >= 0.9
 

@@ -259,6 +259,12 @@ def test_padded_slots_get_exactly_zero_weight(decoys):
         {"pointer_window": 2, "controller_init": "memory_mean"},
         {"initial_read": True},
         {"mode2_exclusion": True},
+        {
+            "mode2_exclusion": True,
+            "mode2_selection": "hard",
+            "mode2_tie_margin": 0.5,
+            "mode2_query": "constant",
+        },
     ],
 )
 def test_batch_invariance(options):
@@ -437,12 +443,18 @@ def test_shape_errors(kwargs, message):
         ("eval_base", "often"),
         ("eval_pointers", "sharp"),
         ("mode2_exclusion", True),
+        ("mode2_query", "controller"),
+        ("mode2_selection", "sharp"),
+        ("mode2_tie_margin", 1.0),
+        ("mode2_tie_margin", -1.0),
     ],
 )
 def test_config_errors(field, value):
     extra = {"controller_reads": False} if field == "initial_read" else {}
     if field == "mode2_exclusion":
         extra = {"num_mode2": 0}
+    if field == "mode2_tie_margin" and value < 0:
+        extra = {"mode2_selection": "hard"}
     with pytest.raises(ValueError, match=field):
         PANMConfig(**{field: value}, **extra)
 
@@ -475,3 +487,59 @@ def test_mode2_exclusion_reads_each_slot_once_in_score_order():
     plain.load_state_dict({k: v for k, v in access.state_dict().items() if "exclusion" not in k})
     again = plain(torch.zeros(1, 6, 1, 3), keys, mask)
     assert (again[0, :, 0].argmax(-1) == 0).all()  # without exclusion every step reads the top
+
+
+def constant_query_access(**options) -> RelationalAccess:
+    """A Mode-2 head whose score of a slot is minus its key (1-dimensional keys)."""
+    access = RelationalAccess(
+        memory_dim=1, num_mode1=1, num_heads=1, key_dim=1, constant_query=True, **options
+    )
+    with torch.no_grad():
+        access.query.fill_(-1.0)
+    return access
+
+
+def test_hard_mode2_exclusion_is_a_selection_sort_that_starts_over():
+    access = constant_query_access(exclusion=True, hard=True)
+    keys = torch.tensor([[5.0, 1.0, 4.0, 2.0, 3.0, -9.0]]).unsqueeze(-1)  # (1, 6, 1)
+    mask = torch.tensor([[True, True, True, True, True, False]])  # the -9 is padding
+    weights = access(torch.zeros(1, 7, 1, 1), keys, mask)[0, :, 0]  # (T=7, 6)
+    assert set(weights.flatten().tolist()) == {0.0, 1.0}  # one slot per step, exactly
+    assert weights.argmax(-1).tolist() == [1, 3, 4, 2, 0, 1, 3]  # all five read: start over
+    assert (weights[:, 5] == 0).all()
+
+
+def test_hard_mode2_tie_margin_reads_equal_keys_in_input_order():
+    keys = torch.tensor([[3.1, 1.2, 2.0, 1.0, 3.0]]).unsqueeze(-1)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    reads = torch.zeros(1, 5, 1, 1)
+    stable = constant_query_access(exclusion=True, hard=True, tie_margin=0.5)
+    exact = constant_query_access(exclusion=True, hard=True)
+    assert stable(reads, keys, mask)[0, :, 0].argmax(-1).tolist() == [1, 3, 2, 0, 4]
+    assert exact(reads, keys, mask)[0, :, 0].argmax(-1).tolist() == [3, 1, 2, 4, 0]
+
+
+def test_hard_mode2_gradient_is_the_softmax_gradient():
+    keys = torch.tensor([[0.5, -1.0, 2.0]]).unsqueeze(-1)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    upstream = torch.randn(1, 1, 1, 3)
+    grads = []
+    for hard in (True, False):
+        access = constant_query_access(hard=hard)
+        (access(torch.zeros(1, 1, 1, 1), keys, mask) * upstream).sum().backward()
+        grads.append(access.query.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode2_decoys", [True, False])
+def test_mode2_decoys_switch(mode2_decoys):
+    panm = make_panm(decoy_slots=6, num_mode2=1, mode2_decoys=mode2_decoys).train()
+    memory, mask = random_memory([4, 7, 2])
+    torch.manual_seed(0)
+    out = panm(memory, mask, num_steps=3)
+    on_real_slots = out.mode2_weights.sum(-1)  # mode2_weights cover the real slots only
+    if mode2_decoys:
+        assert (on_real_slots < 1 - 1e-3).any()
+    else:
+        torch.testing.assert_close(on_real_slots, torch.ones_like(on_real_slots))

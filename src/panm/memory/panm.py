@@ -29,6 +29,8 @@ from panm.pretrained import Pretrained
 CONTROLLER_INITS = ("memory_sum", "memory_mean", "given")
 EVAL_BASES = ("zero", "random")
 EVAL_POINTERS = ("soft", "hard")
+MODE2_QUERIES = ("reads", "constant")
+MODE2_SELECTIONS = ("soft", "hard")
 
 
 @dataclass
@@ -45,6 +47,20 @@ class PANMConfig:
     mode2_exclusion: each Mode-2 head avoids the slots it has already read (see
         `panm.memory.relational`; not in the paper): a head that reads one slot per step then
         reads every slot once, in the order its scores give (a sort by content).
+    mode2_query: "reads" (the paper: each step's Mode-2 query is a projection of the Mode-1
+        reads) or "constant" (a learned query per head, the same at every step: the head ranks
+        slots by content alone, which with mode2_exclusion is a sort).
+    mode2_selection: "soft" (the paper: each Mode-2 read is the attention-weighted mix of
+        slots) or "hard" (each head reads its highest-scoring slot alone, in training too, with
+        the softmax's gradient; see `panm.memory.relational`).
+    mode2_tie_margin: with hard selection, a head reads the first slot (in memory order) whose
+        score is within this margin of the best, so equal keys are read in input order (a
+        stable sort with mode2_exclusion). 0: the best slot (the first of exact ties).
+    mode2_decoys: whether Mode-2 also attends over the training-only decoy slots. Decoys exist
+        to teach the address attention; to Mode-2 they are slots of another sample whose content
+        no test sequence has, which a content search (the query's occurrence, the smallest key)
+        cannot tell from the real ones. True keeps the behaviour the Copy/Reverse/Mix results
+        were measured with (they use Mode-1).
     pointer_dim: state width of each Pointer Unit GRU.
     key_dim: width of address keys ("dot"/"cosine") and of Mode-2 keys.
     address_similarity: "dot", "cosine" or "bitwise" (see `AddressAttention`).
@@ -97,6 +113,10 @@ class PANMConfig:
     num_mode1: int = 2
     num_mode2: int = 1
     mode2_exclusion: bool = False
+    mode2_query: str = "reads"
+    mode2_selection: str = "soft"
+    mode2_tie_margin: float = 0.0
+    mode2_decoys: bool = True
     pointer_dim: int = 64
     key_dim: int = 64
     address_similarity: str = "dot"
@@ -144,6 +164,18 @@ class PANMConfig:
             raise ValueError(
                 f"controller_init must be one of {CONTROLLER_INITS}, got {self.controller_init!r}"
             )
+        if self.mode2_query not in MODE2_QUERIES:
+            raise ValueError(
+                f"mode2_query must be one of {MODE2_QUERIES}, got {self.mode2_query!r}"
+            )
+        if self.mode2_selection not in MODE2_SELECTIONS:
+            raise ValueError(
+                f"mode2_selection must be one of {MODE2_SELECTIONS}, got {self.mode2_selection!r}"
+            )
+        if self.mode2_tie_margin < 0:
+            raise ValueError(f"mode2_tie_margin must be >= 0, got {self.mode2_tie_margin}")
+        if self.mode2_tie_margin and self.mode2_selection != "hard":
+            raise ValueError("mode2_tie_margin needs mode2_selection='hard'")
         if self.mode2_exclusion and self.num_mode2 == 0:
             raise ValueError("mode2_exclusion needs num_mode2 >= 1")
         if self.num_mode1 < 1:
@@ -202,7 +234,14 @@ class PANM(nn.Module, Pretrained):
         )
         self.relational = (
             RelationalAccess(
-                c.memory_dim, c.num_mode1, c.num_mode2, c.key_dim, exclusion=c.mode2_exclusion
+                c.memory_dim,
+                c.num_mode1,
+                c.num_mode2,
+                c.key_dim,
+                exclusion=c.mode2_exclusion,
+                hard=c.mode2_selection == "hard",
+                tie_margin=c.mode2_tie_margin,
+                constant_query=c.mode2_query == "constant",
             )
             if c.num_mode2
             else None
@@ -277,7 +316,11 @@ class PANM(nn.Module, Pretrained):
         w2 = memory.new_zeros(batch, num_steps, 0, slot_memory.shape[1])
         if self.relational is not None:
             memory_keys = self.relational.keys(slot_memory)
-            w2 = self.relational(value1, memory_keys, slot_mask)  # (B, T, H, L')
+            mode2_mask = slot_mask
+            if not c.mode2_decoys:  # decoys, if any, are the slots after the real ones
+                real = torch.arange(slot_mask.shape[1], device=slot_mask.device) < num_slots
+                mode2_mask = slot_mask & real
+            w2 = self.relational(value1, memory_keys, mode2_mask)  # (B, T, H, L')
             features.append(_weighted_read(w2, slot_memory).flatten(2))
         return PANMOutput(
             logits=self.output_head(torch.cat(features, dim=-1)),

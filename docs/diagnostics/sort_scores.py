@@ -1,0 +1,36 @@
+"""The Mode-2 score a sorting run gives each (token, key) slot (docs/results.md, "The sorting
+tasks").
+
+python docs/diagnostics/sort_scores.py RUN
+
+For a run with `panm.mode2_query=constant` and memory_source="embedding": the score of a slot is
+a token term plus a key term (the memory is the sum of the two field embeddings and the key
+projection is linear). Prints how much the token term varies (it should not matter) and how
+often the key term puts two keys k apart in the wrong order.
+"""
+
+import sys
+
+import torch
+
+from panm.checkpoint import load_checkpoint_model
+from panm.tasks.algorithmic import NUM_SPECIALS
+
+model = load_checkpoint_model(sys.argv[1]).eval()
+tokens, keys = (table.weight.detach() for table in model.embedding.tables)
+access = model.memory.relational
+with torch.no_grad():
+    # (tokens, key values): one row per token, one column per key value (field value 1 + key)
+    symbols = range(NUM_SPECIALS, len(tokens))
+    rows = [access.key(tokens[t] + keys[1:]) @ access.query for t in symbols]
+    scores = torch.stack(rows) / access.key_dim**0.5
+token_term, key_term = scores.mean(1), scores.mean(0)
+print(f"token term: spread {token_term.max() - token_term.min():.3f}")
+steps = key_term[1:] - key_term[:-1]
+key_range = key_term.max() - key_term.min()
+print(f"key term: range {key_range:.1f}, median step {steps.abs().median():.3f}")
+falling = steps.mean() < 0  # the head reads the highest score first
+for k in (1, 2, 5, 10):
+    gap = key_term[k:] - key_term[:-k]
+    wrong = (gap > 0) if falling else (gap < 0)
+    print(f"keys {k} apart in the wrong order: {wrong.float().mean():.3f}")
