@@ -133,45 +133,24 @@ class PANMConfig:
     initial_read: bool = False
 
     def __post_init__(self) -> None:
-        if self.address_similarity not in SIMILARITIES:
-            raise ValueError(
-                f"address_similarity must be one of {SIMILARITIES}, got {self.address_similarity!r}"
-            )
-        if self.pointer_start not in POINTER_STARTS:
-            raise ValueError(
-                f"pointer_start must be one of {POINTER_STARTS}, got {self.pointer_start!r}"
-            )
-        if self.pointer_inputs not in POINTER_INPUTS:
-            raise ValueError(
-                f"pointer_inputs must be one of {POINTER_INPUTS}, got {self.pointer_inputs!r}"
-            )
+        choices = {
+            "address_similarity": SIMILARITIES,
+            "pointer_start": POINTER_STARTS,
+            "pointer_inputs": POINTER_INPUTS,
+            "base_distribution": BASE_DISTRIBUTIONS,
+            "eval_base": EVAL_BASES,
+            "eval_pointers": EVAL_POINTERS,
+            "controller_init": CONTROLLER_INITS,
+            "mode2_query": MODE2_QUERIES,
+            "mode2_selection": MODE2_SELECTIONS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.pointer_inputs == "latest" and self.pointer_window == 0:
             raise ValueError("pointer_inputs='latest' needs pointer_window >= 1")
         if self.initial_read and not (self.controller_reads and self.pointer_start == "inside"):
             raise ValueError("initial_read needs controller_reads=True and pointer_start='inside'")
-        if self.base_distribution not in BASE_DISTRIBUTIONS:
-            raise ValueError(
-                f"base_distribution must be one of {BASE_DISTRIBUTIONS}, "
-                f"got {self.base_distribution!r}"
-            )
-        if self.eval_base not in EVAL_BASES:
-            raise ValueError(f"eval_base must be one of {EVAL_BASES}, got {self.eval_base!r}")
-        if self.eval_pointers not in EVAL_POINTERS:
-            raise ValueError(
-                f"eval_pointers must be one of {EVAL_POINTERS}, got {self.eval_pointers!r}"
-            )
-        if self.controller_init not in CONTROLLER_INITS:
-            raise ValueError(
-                f"controller_init must be one of {CONTROLLER_INITS}, got {self.controller_init!r}"
-            )
-        if self.mode2_query not in MODE2_QUERIES:
-            raise ValueError(
-                f"mode2_query must be one of {MODE2_QUERIES}, got {self.mode2_query!r}"
-            )
-        if self.mode2_selection not in MODE2_SELECTIONS:
-            raise ValueError(
-                f"mode2_selection must be one of {MODE2_SELECTIONS}, got {self.mode2_selection!r}"
-            )
         if self.mode2_tie_margin < 0:
             raise ValueError(f"mode2_tie_margin must be >= 0, got {self.mode2_tie_margin}")
         if self.mode2_tie_margin and self.mode2_selection != "hard":
