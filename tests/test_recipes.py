@@ -1,0 +1,32 @@
+"""The default recipes (`panm.recipes`): every one builds, and per-task changes stay per task."""
+
+import pytest
+
+from panm.models.registry import MODEL_NAMES, model_config
+from panm.recipes import default_train_config
+from panm.tasks import TASK_NAMES, get_task
+
+
+@pytest.mark.parametrize("task_name", TASK_NAMES)
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_every_recipe_builds_a_valid_model(task_name, model):
+    config = default_train_config(task_name, model)
+    model_config(model, get_task(task_name), config.model_overrides)
+
+
+def test_id_sort_trains_panm_with_large_batches_only():
+    panm = default_train_config("id_sort", "panm")
+    assert (panm.batch_size, panm.eval_every) == (2048, 50)
+    for task_name, model in [("id_sort", "lstm"), ("priority_sort", "panm"), ("copy", "panm")]:
+        config = default_train_config(task_name, model)
+        assert (config.batch_size, config.eval_every) == (64, 500)
+
+
+def test_sorting_recipes_sort_with_one_hard_exclusive_mode2_head():
+    for task_name in ("priority_sort", "id_sort"):
+        overrides = default_train_config(task_name, "panm").model_overrides
+        panm = model_config("panm", get_task(task_name), overrides).panm
+        assert panm.mode2_query == "constant" and panm.mode2_selection == "hard"
+        assert panm.mode2_exclusion and not panm.mode2_decoys
+    priority = default_train_config("priority_sort", "panm").model_overrides
+    assert priority["panm.mode2_tie_margin"] == 1.0
