@@ -1,12 +1,13 @@
 """The Mode-2 score a sorting run gives each (token, key) slot (docs/results.md, "The sorting
 tasks").
 
-python docs/diagnostics/sort_scores.py RUN
+python docs/diagnostics/sort_scores.py RUN [LENGTH]
 
 For a run with `panm.mode2_query=constant` and memory_source="embedding": the score of a slot is
 a token term plus a key term (the memory is the sum of the two field embeddings and the key
 projection is linear). Prints how much the token term varies (it should not matter) and how
-often the key term puts two keys k apart in the wrong order.
+often the key term puts two keys k apart in the wrong order. With LENGTH, also how many pairs of
+ids at most 2 apart an ID Sort test sequence of that length holds (`panm eval`'s examples).
 """
 
 import sys
@@ -14,6 +15,8 @@ import sys
 import torch
 
 from panm.checkpoint import load_checkpoint_model
+from panm.evaluation import fresh_examples
+from panm.tasks import get_task
 from panm.tasks.algorithmic import NUM_SPECIALS
 
 model = load_checkpoint_model(sys.argv[1]).eval()
@@ -34,3 +37,14 @@ for k in (1, 2, 5, 10):
     gap = key_term[k:] - key_term[:-k]
     wrong = (gap > 0) if falling else (gap < 0)
     print(f"keys {k} apart in the wrong order: {wrong.float().mean():.3f}")
+
+if len(sys.argv) > 2:
+    length = int(sys.argv[2])
+    examples = fresh_examples(get_task("id_sort"), length, 500)
+    close = [
+        sum(abs(a - b) <= 2 for i, a in enumerate(e["ids"]) for b in e["ids"][i + 1 :])
+        for e in examples
+    ]
+    mean, holding = sum(close) / len(close), sum(c > 0 for c in close) / len(close)
+    print(f"ID Sort sequences of {length}: {mean:.1f} pairs of ids at most 2 apart on average;")
+    print(f"{holding:.2f} of them hold at least one")
