@@ -69,6 +69,19 @@ def test_train_eval_predict_each_task(task, tmp_path, capsys):
         assert len(row["output"]) == len(original["target"])
 
 
+def test_task_options_join_the_recipes(tmp_path, capsys):
+    for flags, expected in [
+        ([], {"close_ids": 0.5}),
+        (["--task-option", "close_ids=0.2"], {"close_ids": 0.2}),
+    ]:
+        run = tmp_path / f"run{len(flags)}"
+        code, _, err = run_cli(capsys, "train", "--task", "id_sort", "--out", run, "--steps", 1,
+                               "--batch-size", 4, "--valid-count", 4, "--no-progress", *TINY,
+                               *flags)  # fmt: skip
+        assert code == 0, err
+        assert json.loads((run / "run.json").read_text())["task_options"] == expected
+
+
 def test_eval_with_random_bases_and_bad_settings(trained_copy, tmp_path, capsys):
     args = ["eval", "--checkpoint", trained_copy, "--lengths", "12", "--count", 6]
     outs = []
@@ -107,6 +120,10 @@ def bad_line(tmp_path, text):
         (["data", "--task", "copy", "--length", "0"], "length >= 1"),
         (["train", "--task", "copy", "--out", "{tmp}/r", "--set", "nope=1"], "unknown setting"),
         (["train", "--task", "copy", "--out", "{tmp}/r", "--split", "length"], "SCAN options"),
+        (
+            ["train", "--task", "copy", "--out", "{tmp}/r", "--task-option", "close_ids=0.5"],
+            "unknown copy option(s) close_ids",
+        ),
     ],
 )
 def test_bad_input_is_one_line_error(args, message, tmp_path, capsys):

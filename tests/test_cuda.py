@@ -30,7 +30,9 @@ def recipe_model(task_name: str, **changes):
     return build_model("panm", get_task(task_name), {**config.model_overrides, **changes})
 
 
-@pytest.mark.parametrize("task_name", ["copy", "reverse", "mix", "dynamic_recall"])
+@pytest.mark.parametrize(
+    "task_name", ["copy", "reverse", "mix", "dynamic_recall", "priority_sort", "id_sort"]
+)
 @pytest.mark.parametrize("pointers", ["soft", "hard"])
 def test_recipe_model_agrees_with_cpu(task_name, pointers):
     task = get_task(task_name)
@@ -57,6 +59,19 @@ def test_every_model_trains_on_gpu(name):
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and g.device.type == "cuda" for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("task_name", ["priority_sort", "id_sort"])
+def test_sorting_recipe_trains_on_gpu(task_name):
+    task = get_task(task_name)
+    model = recipe_model(task_name).to("cuda").train()  # hard Mode-2 selection, straight-through
+    batch = batch_of(task, [2, 7, 10]).to("cuda")
+    logits = model(batch.src, batch.src_mask, num_steps=batch.tgt.shape[1])
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt.flatten())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is None or p.grad.device.type == "cuda" for p in model.parameters())
+    assert model.memory.relational.query.grad.abs().sum() > 0
 
 
 def test_batch_invariance_on_gpu():

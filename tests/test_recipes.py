@@ -2,6 +2,7 @@
 
 import pytest
 
+from panm.bench import BenchConfig, plan_runs
 from panm.models.registry import MODEL_NAMES, model_config
 from panm.recipes import default_train_config
 from panm.tasks import TASK_NAMES, get_task
@@ -14,12 +15,24 @@ def test_every_recipe_builds_a_valid_model(task_name, model):
     model_config(model, get_task(task_name), config.model_overrides)
 
 
-def test_id_sort_trains_panm_with_large_batches_only():
+def test_id_sort_trains_panm_with_large_batches_and_close_ids_only():
     panm = default_train_config("id_sort", "panm")
     assert (panm.batch_size, panm.eval_every) == (2048, 50)
+    assert panm.task_options == {"close_ids": 0.5}
     for task_name, model in [("id_sort", "lstm"), ("priority_sort", "panm"), ("copy", "panm")]:
         config = default_train_config(task_name, model)
         assert (config.batch_size, config.eval_every) == (64, 500)
+        assert config.task_options == {}
+
+
+def test_bench_keeps_the_recipe_task_options_unless_the_config_names_some():
+    def id_sort_options(train_options):
+        config = BenchConfig(tasks=["id_sort"], models=["panm"], train_options=train_options)
+        return plan_runs(config)[0].train.task_options
+
+    assert id_sort_options({}) == {"close_ids": 0.5}
+    assert id_sort_options({"task_options": {}}) == {}
+    assert id_sort_options({"task_options": {"close_ids": 0.2}}) == {"close_ids": 0.2}
 
 
 def test_sorting_recipes_sort_with_one_hard_exclusive_mode2_head():

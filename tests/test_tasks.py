@@ -147,12 +147,39 @@ def test_id_sort_length_limit() -> None:
         task.sample(random.Random(0), 6)
 
 
+def test_close_ids_change_training_batches_only() -> None:
+    plain, close = get_task("id_sort"), get_task("id_sort", close_ids=0.5)
+    assert close.sample(random.Random(3), 10) == plain.sample(random.Random(3), 10)
+    assert plain.training_sample(random.Random(3), 10) == plain.sample(random.Random(3), 10)
+    spans = []
+    for seed in range(400):
+        example = close.training_sample(random.Random(seed), 8)
+        ids = example["ids"]
+        assert len(set(ids)) == 8 and all(0 <= i < 256 for i in ids)
+        assert close.target(example) == plain.target(example)
+        spans.append(max(ids) - min(ids))
+    windowed = sum(span < 16 for span in spans)  # a window of 2 x 8 ids spans at most 15
+    assert 150 < windowed < 250  # about half; uniform ids span < 16 with probability ~1e-8
+    all_close = get_task("id_sort", num_ids=12, close_ids=1.0)
+    assert sorted(all_close.training_sample(random.Random(0), 12)["ids"]) == list(range(12))
+    batch = close.batch(random.Random(0), (8, 8), 64)  # training batches draw training samples
+    ranges = batch.src[:, :, 1].max(dim=1).values - batch.src[:, :, 1].min(dim=1).values
+    assert 10 < int((ranges < 16).sum()) < 54
+
+
+def test_unknown_task_option_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown copy option\(s\) close_ids; known: num_symbols"):
+        get_task("copy", close_ids=0.5)
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs"),
     [
         ("copy", {"num_symbols": 0}),
         ("priority_sort", {"num_priorities": 0}),
         ("id_sort", {"num_ids": 0}),
+        ("id_sort", {"close_ids": 1.5}),
+        ("id_sort", {"close_ids": True}),
     ],
 )
 def test_bad_constructor_arguments(name: str, kwargs: dict) -> None:

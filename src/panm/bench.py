@@ -135,7 +135,8 @@ class BenchConfig:
         last, e.g. {"panm-no-base-sampling": {"model": "panm",
         "overrides": {"panm.base_sampling": false}}}.
     train_options: other TrainConfig fields for every run (lr, eval_every, valid_count,
-        train_lengths, task_options, device, ...).
+        train_lengths, task_options, device, ...). task_options given here replace a recipe's
+        (PANM's id sort recipe sets {"close_ids": 0.5}; {} trains on the plain task).
     splits: for data-set tasks (SCAN), the splits to run each task on (e.g. ["cutoff-22",
         "cutoff-26"]). Each (task, split) is a table of its own, named "<task>-<split>" in the
         report and the run directories; the report adds a table of whole-test-set accuracy by
@@ -332,6 +333,9 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
         for label, (task_name, task_options, task) in tasks.items():
             for row, model, variant_overrides in config.rows():
                 recipe = default_train_config(task_name, model)
+                # task_options named in train_options replace the recipe's ({} pins the plain task)
+                given = "task_options" in config.train_options
+                recipe_task_options = {} if given else recipe.task_options
                 overrides = {
                     **recipe.model_overrides,
                     **config.model_overrides.get(model, {}),
@@ -343,7 +347,10 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
                     raise ValueError(f"row {row!r} on task {label!r}: {error}") from error
                 train_config = dataclasses.replace(
                     recipe,
-                    **{**config.train_options, "task_options": task_options},
+                    **{
+                        **config.train_options,
+                        "task_options": {**recipe_task_options, **task_options},
+                    },
                     **budget,
                     seed=seed,
                     model_overrides=overrides,

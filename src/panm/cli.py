@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--split", help="SCAN split: length, cutoff-22 ... cutoff-40")
     tr.add_argument("--data-file", help="SCAN: train on this file (official format)")
     tr.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task setting, e.g. --task-option close_ids=0.5 for id_sort (VALUE is JSON)",
+    )
+    tr.add_argument(
         "--set",
         action="append",
         default=[],
@@ -192,7 +199,7 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
         options["data_file"] = args.data_file
     if options and args.task != "scan":
         raise UsageError("--split and --data-file are SCAN options (--task scan)")
-    return options
+    return {**options, **parse_settings(getattr(args, "task_option", []))}
 
 
 def run_data(args: argparse.Namespace) -> int:
@@ -262,7 +269,7 @@ def _apply_flags(
         flags["train_lengths"] = tuple(low_high)
     changes = {k: v for k, v in flags.items() if v is not None and (only is None or k in only)}
     if only is None:
-        changes["task_options"] = task_options(args)
+        changes["task_options"] = {**config.task_options, **task_options(args)}
         changes["model_overrides"] = {**config.model_overrides, **parse_settings(args.set)}
     return dataclasses.replace(config, **changes)
 

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from panm.tasks.algorithmic import ALGORITHMIC_TASKS
 from panm.tasks.base import Batch, EncodedExample, Task, collate
 
@@ -19,12 +21,20 @@ __all__ = ["TASK_NAMES", "Batch", "EncodedExample", "Task", "collate", "get_task
 def get_task(name: str, **kwargs: object) -> Task:
     """The task called `name`, constructed with `kwargs` (e.g. num_symbols=10).
 
-    Raises ValueError for an unknown name. SCAN is imported only when asked for.
+    Raises ValueError for an unknown name or option. SCAN is imported only when asked for.
     """
     if name in ALGORITHMIC_TASKS:
-        return ALGORITHMIC_TASKS[name](**kwargs)  # type: ignore[arg-type]
-    if name == "scan":
+        task_class: type[Task] = ALGORITHMIC_TASKS[name]
+    elif name == "scan":
         from panm.tasks.scan import ScanTask
 
-        return ScanTask(**kwargs)
-    raise ValueError(f"unknown task {name!r}; choose from: {', '.join(TASK_NAMES)}")
+        task_class = ScanTask
+    else:
+        raise ValueError(f"unknown task {name!r}; choose from: {', '.join(TASK_NAMES)}")
+    known = inspect.signature(task_class).parameters
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown {name} option(s) {', '.join(unknown)}; known: {', '.join(known) or 'none'}"
+        )
+    return task_class(**kwargs)  # type: ignore[arg-type]

@@ -119,14 +119,20 @@ class Task(ABC):
         """The shortest main-sequence length this task can generate."""
         return 1
 
+    def training_sample(self, rng: random.Random, length: int) -> dict:
+        """A random training example: `sample`'s, unless a task draws training data its own way."""
+        return self.sample(rng, length)
+
     def batch(self, rng: random.Random, lengths: tuple[int, int], batch_size: int) -> Batch:
-        """A batch of fresh examples with lengths drawn uniformly from `lengths` (inclusive)."""
+        """A training batch of fresh examples (`training_sample`) with lengths drawn uniformly
+        from `lengths` (inclusive)."""
         low = max(lengths[0], self.min_length())
         if lengths[1] < low:
             raise ValueError(
                 f"{self.name} needs lengths >= {self.min_length()}, got the range {lengths}"
             )
         examples = [
-            self.encode(self.sample(rng, rng.randint(low, lengths[1]))) for _ in range(batch_size)
+            self.encode(self.training_sample(rng, rng.randint(low, lengths[1])))
+            for _ in range(batch_size)
         ]
         return collate(examples)
