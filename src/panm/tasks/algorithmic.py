@@ -286,9 +286,8 @@ class IdSortTask(_KeyedSortTask):
 
     def __init__(self, num_symbols: int = 10, num_ids: int = 256, close_ids: float = 0.0) -> None:
         super().__init__(num_symbols, num_ids)
-        if isinstance(close_ids, bool) or not isinstance(close_ids, int | float):
-            raise ValueError(f"close_ids must be a fraction in [0, 1], got {close_ids!r}")
-        if not 0.0 <= close_ids <= 1.0:
+        number = isinstance(close_ids, int | float) and not isinstance(close_ids, bool)
+        if not number or not 0.0 <= close_ids <= 1.0:
             raise ValueError(f"close_ids must be a fraction in [0, 1], got {close_ids!r}")
         self.num_ids = num_ids
         self.close_ids = float(close_ids)
