@@ -54,7 +54,7 @@ def collate(examples: list[EncodedExample]) -> Batch:
     max_src = max(len(e.src) for e in examples)
     max_tgt = max(len(e.tgt) for e in examples)
     padding_slot = (0,) * len(examples[0].src[0])
-    # one tensor from padded Python lists: a tensor per example costs 5x more at batch 2,048
+    # one tensor from padded Python lists, not one per example: much faster for large batches
     src = torch.tensor(
         [e.src + [padding_slot] * (max_src - len(e.src)) for e in examples], dtype=torch.long
     )
