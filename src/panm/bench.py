@@ -328,14 +328,14 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
         budget["steps"] = NO_STEP_LIMIT
     if config.batch_size is not None:
         budget["batch_size"] = config.batch_size
+    # task_options named in train_options replace a recipe's ({} pins the plain task)
+    options_given = "task_options" in config.train_options
     specs = []
     for seed in config.seeds:
         for label, (task_name, task_options, task) in tasks.items():
             for row, model, variant_overrides in config.rows():
                 recipe = default_train_config(task_name, model)
-                # task_options named in train_options replace the recipe's ({} pins the plain task)
-                given = "task_options" in config.train_options
-                recipe_task_options = {} if given else recipe.task_options
+                recipe_task_options = {} if options_given else recipe.task_options
                 overrides = {
                     **recipe.model_overrides,
                     **config.model_overrides.get(model, {}),
