@@ -61,7 +61,7 @@ def test_sharded_gradients_average_to_the_full_batch_gradient():
 
     def gradient(part, scale):
         model.zero_grad()
-        loss, _ = sequence_loss(model, part, task, tokens)
+        loss, _ = sequence_loss(model, part, model.decoder_start_id(task), tokens)
         (loss * scale).backward()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--train-lengths", help="MIN,MAX main-sequence lengths (default 1,10)")
     tr.add_argument("--eval-every", type=int)
     tr.add_argument("--valid-count", type=int)
+    tr.add_argument(
+        "--train-examples", type=int, help="train on a fixed set of N examples (default: fresh)"
+    )
     tr.add_argument("--split", help="SCAN split: length, cutoff-22 ... cutoff-40")
     tr.add_argument("--data-file", help="SCAN: train on this file (official format)")
     tr.add_argument(
@@ -259,6 +262,7 @@ def _apply_flags(
         "lr": args.lr,
         "eval_every": args.eval_every,
         "valid_count": args.valid_count,
+        "train_examples": args.train_examples,
         "device": args.device if args.device != "cpu" else None,
         "compile": args.compile or None,
     }

@@ -81,11 +81,20 @@ class Pretrained:
     model_type: ClassVar[str]
     config: Any
 
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """The tensors `save_pretrained` writes: the whole state dict, unless a module keeps
+        weights it does not own (a pretrained LM loaded from its own files)."""
+        return self.state_dict()  # type: ignore[attr-defined]
+
+    def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Puts `saved_state`'s tensors back; anything missing or extra is an error."""
+        self.load_state_dict(state)  # type: ignore[attr-defined]
+
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"model_type": self.model_type, "config": config_to_dict(self.config)}
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
+        state = {k: v.detach().contiguous().cpu() for k, v in self.saved_state().items()}
         atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p)))
         atomic_write(
             directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(payload, indent=2) + "\n")
@@ -106,5 +115,5 @@ class Pretrained:
                 f"{directory} holds a {payload.get('model_type')!r} model, not {cls.model_type!r}"
             )
         model = cls(config_from_dict(cls.config_class, payload["config"]))  # type: ignore[call-arg]
-        model.load_state_dict(load_file(str(weights_path)))  # type: ignore[attr-defined]
+        model.load_saved_state(load_file(str(weights_path)))
         return model.to(map_location)  # type: ignore[attr-defined]

@@ -66,12 +66,32 @@ PANM_TASK_TRAINING = {
 }
 
 
+# The language-model path (`lm`, `lm+panm`; docs/lm.md): the LM frozen, so its states are
+# computed once per example of a fixed fine-tuning set of 2,000 (one LM forward each, about 2
+# minutes on one CPU thread for SmolLM2-135M); the budget is steps, the same for both models.
+# Validation decodes with the LM at every check, so it is small and less frequent. lm+panm takes
+# PANM's settings from the extrapolating design above (its memory is the LM's input embeddings,
+# which, like panm's token-embedding memory, do not change with the prompt's length).
+LM_TRAINING = {
+    "steps": 3000,
+    "minutes": None,
+    "batch_size": 32,
+    "train_examples": 2000,
+    "valid_count": 100,
+    "eval_every": 500,
+}
+LM_PANM = {k: v for k, v in PANM_EXTRAPOLATING.items() if k.startswith("panm.")}
+
+
 def default_train_config(task: str, model: str) -> TrainConfig:
     """The documented default recipe for `model` on `task`."""
     overrides, training = {}, {}
     if model == "panm":
         overrides = {**PANM_EXTRAPOLATING, **PANM_TASK_RECIPES.get(task, {})}
         training = PANM_TASK_TRAINING.get(task, {})
+    if model in ("lm", "lm+panm"):
+        overrides = LM_PANM if model == "lm+panm" else {}
+        training = LM_TRAINING
     return TrainConfig(
         task=task,
         model=model,

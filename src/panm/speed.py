@@ -150,7 +150,7 @@ def make_train_step(model: nn.Module, batch: Batch, task: Task) -> Callable[[], 
 
     def step() -> None:
         model.train()
-        loss, _ = sequence_loss(model, batch, task, token_count)
+        loss, _ = sequence_loss(model, batch, model.decoder_start_id(task), token_count)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)

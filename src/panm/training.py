@@ -42,7 +42,7 @@ from panm.models.base import Seq2SeqModel, forward_batch
 from panm.models.registry import build_model, load_model
 from panm.pretrained import atomic_write, config_from_dict
 from panm.tasks import Task, get_task
-from panm.tasks.base import Batch, collate
+from panm.tasks.base import Batch, EncodedExample, collate
 
 RUN_CONFIG = "run.json"
 METRICS = "metrics.jsonl"
@@ -61,6 +61,9 @@ class TrainConfig:
     steps: optimisation steps; minutes: optional wall-clock budget (whichever ends first;
         time spent before a resume counts).
     train_lengths: (min, max) main-sequence length of training examples (task default if None).
+    train_examples: a fixed training set of this many examples, drawn once from the seed, from
+        which every batch samples (as when fine-tuning on a data set; a frozen LM then computes
+        its states once per example); None: fresh examples at every step.
     valid_count: held-out validation examples of training lengths, evaluated every eval_every.
     """
 
@@ -74,6 +77,7 @@ class TrainConfig:
     lr: float = 1e-3
     grad_clip: float = 1.0
     train_lengths: tuple[int, int] | None = None
+    train_examples: int | None = None
     valid_count: int = 500
     eval_every: int = 250
     log_every: int = 25
@@ -86,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"minutes must be > 0, got {self.minutes}")
+        if self.train_examples is not None and self.train_examples < 1:
+            raise ValueError(f"train_examples must be >= 1, got {self.train_examples}")
         if self.batch_size < 1 or self.eval_every < 1 or self.log_every < 1:
             raise ValueError("batch_size, eval_every and log_every must be >= 1")
         if self.train_lengths is not None:
@@ -109,10 +115,30 @@ def lengths_for(config: TrainConfig, task: Task) -> tuple[int, int]:
     return config.train_lengths or task.default_train_lengths
 
 
-def training_batch(task: Task, config: TrainConfig, step: int) -> Batch:
-    """The global batch of `step`: a function of (seed, step) only."""
+def training_set(task: Task, config: TrainConfig) -> list[EncodedExample]:
+    """The fixed training set of `config.train_examples` encoded examples (a function of the
+    seed only)."""
+    assert config.train_examples is not None
+    rng = random.Random(f"train-set/{config.seed}")
+    low, high = lengths_for(config, task)
+    low = max(low, task.min_length())
+    return [
+        task.encode(task.training_sample(rng, rng.randint(low, high)))
+        for _ in range(config.train_examples)
+    ]
+
+
+def training_batch(
+    task: Task, config: TrainConfig, step: int, train_set: list[EncodedExample] | None = None
+) -> Batch:
+    """The global batch of `step`: a function of (seed, step) only; drawn with replacement from
+    `train_set` (`training_set`) when the config has a fixed training set."""
     rng = random.Random(f"train/{config.seed}/{step}")
-    return task.batch(rng, lengths_for(config, task), config.batch_size)
+    if config.train_examples is None:
+        return task.batch(rng, lengths_for(config, task), config.batch_size)
+    if train_set is None:
+        raise ValueError("this config trains on a fixed set: pass training_set(task, config)")
+    return collate([train_set[rng.randrange(len(train_set))] for _ in range(config.batch_size)])
 
 
 def validation_examples(task: Task, config: TrainConfig) -> list[dict]:
@@ -125,9 +151,11 @@ def validation_examples(task: Task, config: TrainConfig) -> list[dict]:
     return [task.sample(rng, rng.randint(low, high)) for _ in range(config.valid_count)]
 
 
-def sequence_loss(model: nn.Module, batch: Batch, task: Task, token_count: int) -> tuple:
-    """Summed token cross entropy / `token_count`, and the logits (B, T, V)."""
-    logits = forward_batch(model, batch, task.bos_id)
+def sequence_loss(model: nn.Module, batch: Batch, bos_id: int | None, token_count: int) -> tuple:
+    """Summed token cross entropy / `token_count`, and the logits (B, T, V).
+
+    bos_id: the model's `decoder_start_id(task)` (None: decode without token input)."""
+    logits = forward_batch(model, batch, bos_id)
     losses = nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt, reduction="none")
     return (losses * batch.tgt_mask).sum() / token_count, logits
 
@@ -223,6 +251,8 @@ def train(
     if config.compile:
         trained = torch.compile(trained)  # type: ignore[assignment]
     valid = validation_examples(task, config) if rank == 0 else []
+    train_set = training_set(task, config) if config.train_examples else None
+    bos_id = model.decoder_start_id(task)
     writer = _tensorboard(run_dir) if rank == 0 else None
     limit = f", <= {config.minutes:g} min" if config.minutes else ""
     bar = tqdm(
@@ -250,9 +280,9 @@ def train(
 
     try:
         while step < config.steps and not _out_of_time(started, budget, world, device):
-            batch = training_batch(task, config, step).to(device)
+            batch = training_batch(task, config, step, train_set).to(device)
             part = shard_batch(batch, rank, world)
-            loss, logits = sequence_loss(trained, part, task, int(batch.tgt_mask.sum()))
+            loss, logits = sequence_loss(trained, part, bos_id, int(batch.tgt_mask.sum()))
             optimizer.zero_grad(set_to_none=True)
             (loss * world).backward()
             if config.grad_clip:
@@ -317,7 +347,7 @@ def validate(
         chunk = examples[start : start + 256]
         batch = collate([task.encode(e) for e in chunk]).to(device)
         count = int(batch.tgt_mask.sum())
-        loss, _ = sequence_loss(model, batch, task, count)
+        loss, _ = sequence_loss(model, batch, model.decoder_start_id(task), count)
         total, tokens = total + loss.item() * count, tokens + count
     model.train(was_training)
     values = (result.sequence_accuracy, result.token_accuracy, total / tokens)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from panm.pretrained import Pretrained
-from panm.tasks.base import Batch
+from panm.tasks.base import Batch, Task
 
 
 @dataclass
@@ -107,6 +107,11 @@ class Seq2SeqModel(nn.Module, Pretrained):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def decoder_start_id(self, task: Task) -> int | None:
+        """The id teacher forcing puts before the first target token: the task's BOS (None:
+        the model decodes `num_steps` steps without token input)."""
+        return task.bos_id
 
     @torch.no_grad()
     def generate(

@@ -14,11 +14,13 @@ from typing import Any
 
 from panm.models.attention import AttentionConfig, AttentionSeq2Seq
 from panm.models.base import Seq2SeqConfig, Seq2SeqModel
+from panm.models.lm import LMSeq2Seq
 from panm.models.lstm import LSTMConfig, LSTMSeq2Seq
 from panm.models.panm_seq2seq import PANMSeq2Seq
 from panm.models.pointer import PointerConfig, PointerSeq2Seq
 from panm.models.transformer import TransformerConfig, TransformerSeq2Seq
 from panm.pretrained import CONFIG_NAME
+from panm.tasks.algorithmic import AlgorithmicTask
 from panm.tasks.base import Task
 
 # name -> (model class, preset config fields on top of the config class defaults)
@@ -32,6 +34,8 @@ MODELS: dict[str, tuple[type[Seq2SeqModel], dict[str, Any]]] = {
     "attention": (AttentionSeq2Seq, {}),
     "pointer": (PointerSeq2Seq, {}),
     "transformer": (TransformerSeq2Seq, {}),
+    "lm": (LMSeq2Seq, {"decoder_input": "previous_token"}),
+    "lm+panm": (LMSeq2Seq, {"decoder_input": "previous_token", "use_panm": True}),
 }
 MODEL_NAMES = tuple(MODELS)
 _CLASSES = {cls.model_type: cls for cls, _ in MODELS.values()}
@@ -111,6 +115,13 @@ def model_config(name: str, task: Task, overrides: dict[str, Any] | None = None)
     }
     if cls is PointerSeq2Seq:
         settings["copy_map"] = tuple(task.copy_map())
+    if cls is LMSeq2Seq:
+        if not isinstance(task, AlgorithmicTask) or len(task.input_vocab_sizes) != 1:
+            raise ValueError(
+                f"model {name!r} writes prompts for the algorithmic tasks with one input field "
+                f"(copy, reverse, mix, dynamic_recall), not {task.name!r}"
+            )
+        settings["task_name"] = task.name
     return with_overrides(cls.config_class(), {**settings, **(overrides or {})})
 
 

