@@ -35,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         set_threads(args)
         return args.run(args)
-    except (UsageError, ValueError, FileNotFoundError, FileExistsError, CheckpointError) as error:
+    except (
+        UsageError,
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        CheckpointError,
+        ImportError,
+    ) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"panm: error: {message}", file=sys.stderr)
         return 2
