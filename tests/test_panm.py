@@ -256,7 +256,8 @@ def test_decoy_slots_only_in_training_and_outside_the_window():
     memory, mask = random_memory([4, 7, 2])
     base = torch.tensor([0, 30, 12])
     torch.manual_seed(0)
-    slots, ids, slot_mask = panm._with_decoys(memory, mask, base, torch.zeros(3).long(), mask.sum(1))
+    first = torch.zeros(3, dtype=torch.long)
+    slots, ids, slot_mask = panm._with_decoys(memory, mask, base, first, mask.sum(1))
     assert slots.shape == (3, 13, 16) and ids.shape == (3, 13) and slot_mask.shape == (3, 13)
     for i, n in enumerate(mask.sum(1).tolist()):
         window = {(base[i].item() + j) % 32 for j in range(n)}
@@ -614,3 +615,18 @@ def test_masks_with_holes_are_rejected(row, message):
     mask = torch.tensor([[True, True, True, False], row])
     with pytest.raises(ValueError, match=message):
         panm(torch.randn(2, 4, 16), mask, num_steps=1)
+
+
+def test_wide_addresses_are_computed_from_their_indices():
+    panm = make_panm(address_bits=40).eval()
+    assert sum(b.numel() for b in panm.buffers()) < 100  # no table of 2**40 addresses
+    memory, mask = random_memory([4, 2])
+    out = panm(memory, mask, num_steps=3, base_address=2**40 - 2)
+    values = (out.addresses.long() << torch.arange(39, -1, -1)).sum(-1)
+    assert values[0].tolist() == [2**40 - 2, 2**40 - 1, 0, 1]
+    assert torch.isfinite(out.logits).all()
+    assert make_panm(address_bits=62).address_bank.size == 2**62
+    with pytest.raises(ValueError, match=r"address_bits must be in 1\.\.62, got 63"):
+        PANMConfig(address_bits=63)
+    with pytest.raises(ValueError, match=r"address_bits must be in 1\.\.62, got 0"):
+        PANMConfig(address_bits=0)
