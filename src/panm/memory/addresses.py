@@ -18,10 +18,10 @@ MAX_BITS = 62
 """The largest address width: integer addresses and their sums stay within int64."""
 
 
-def to_binary(indices: Tensor, bits: int) -> Tensor:
+def to_binary(indices: Tensor, bits: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """Integer addresses as 0/1 vectors, most significant bit first: (...) long -> (..., bits)."""
     shifts = torch.arange(bits - 1, -1, -1, device=indices.device)
-    return ((indices.unsqueeze(-1) >> shifts) & 1).float()
+    return ((indices.unsqueeze(-1) >> shifts) & 1).to(dtype)
 
 
 def binary_table(bits: int) -> Tensor:
@@ -50,10 +50,10 @@ class AddressBank(nn.Module):
         offsets = torch.arange(num_slots, device=base.device)
         return (base.unsqueeze(1) + offsets) % self.size
 
-    def lookup(self, indices: Tensor) -> Tensor:
-        """Binary vectors of integer addresses: (...) long -> (..., bits) float."""
-        return to_binary(indices, self.bits)
+    def lookup(self, indices: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Binary vectors of integer addresses: (...) long -> (..., bits) of `dtype`."""
+        return to_binary(indices, self.bits, dtype)
 
-    def forward(self, base: Tensor, num_slots: int) -> Tensor:
+    def forward(self, base: Tensor, num_slots: int, dtype: torch.dtype = torch.float32) -> Tensor:
         """Addresses of `num_slots` consecutive slots from each base: (B,) -> (B, L, bits)."""
-        return self.lookup(self.indices(base, num_slots))
+        return self.lookup(self.indices(base, num_slots), dtype)

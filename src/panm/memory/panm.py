@@ -249,7 +249,7 @@ class PANM(nn.Module, Pretrained):
 
         base = self._base_address(base_address, batch, memory.device)
         origin = (base - first) % self.address_bank.size  # the address of slot 0 of each row
-        addresses = self.address_bank(origin, num_slots)
+        addresses = self.address_bank(origin, num_slots, memory.dtype)
         # Padded slots hold exact zeros, whatever the encoder left there (even NaN).
         memory = memory.masked_fill(~memory_mask.unsqueeze(-1), 0.0)
         slot_memory, slot_addresses, slot_mask = memory, addresses, memory_mask
@@ -257,14 +257,13 @@ class PANM(nn.Module, Pretrained):
             slot_memory, slot_ids, slot_mask = self._with_decoys(
                 memory, memory_mask, base, first, lengths
             )
-            slot_addresses = self.address_bank.lookup(slot_ids)
+            slot_addresses = self.address_bank.lookup(slot_ids, memory.dtype)
 
         # Only the pointers must run step by step: they never see memory or the controller,
         # so the reads, the controller GRU and Mode-2 then run over all steps at once.
         start = self.pointer_unit.start_offsets(lengths)  # (B, G) offsets from the first slot
-        start_pointer = self.address_bank.lookup(
-            (base.unsqueeze(1) + start) % self.address_bank.size
-        )
+        start_ids = (base.unsqueeze(1) + start) % self.address_bank.size
+        start_pointer = self.address_bank.lookup(start_ids, memory.dtype)
         hard = not self.training and c.eval_pointers == "hard"
         w1, pointers = self.pointer_unit.walk(
             start_pointer, slot_addresses, slot_mask, num_steps, hard=hard
