@@ -25,6 +25,7 @@ SETTINGS = [
     {"mode2_query": "constant", "mode2_selection": "hard", "mode2_exclusion": True},
     {"decoy_slots": 4, "mode2_decoys": False, "eval_base": "random"},
 ]
+SMALL = dict(memory_dim=6, output_dim=5, hidden_dim=8, pointer_dim=6, key_dim=6)
 FAST = settings(max_examples=25, deadline=None, derandomize=True)
 
 
@@ -32,20 +33,13 @@ FAST = settings(max_examples=25, deadline=None, derandomize=True)
 def cases(draw):
     """A PANMConfig and a padded batch: (config, memory, mask, steps, inputs)."""
     options = dict(draw(st.sampled_from(SETTINGS)))
-    num_mode2 = draw(st.integers(0 if not options.get("mode2_exclusion") else 1, 2))
-    if options.get("mode2_query") == "constant" or options.get("mode2_selection") == "hard":
-        num_mode2 = max(num_mode2, 1)
     input_dim = draw(st.sampled_from([0, 3]))
     config = PANMConfig(
-        memory_dim=6,
-        output_dim=5,
-        hidden_dim=8,
-        pointer_dim=6,
-        key_dim=6,
+        **SMALL,
         input_dim=input_dim,
         address_bits=draw(st.integers(4, 7)),
         num_mode1=draw(st.integers(1, 3)),
-        num_mode2=num_mode2,
+        num_mode2=draw(st.integers(1 if options.get("mode2_exclusion") else 0, 2)),
         **options,
     )
     lengths = draw(st.lists(st.integers(1, 8), min_size=1, max_size=4))
