@@ -575,20 +575,30 @@ def test_left_and_right_padding_equal_the_unpadded_run(options):
 @pytest.mark.parametrize("options", [RECIPE, SORT_RECIPE], ids=["recipe", "sort-recipe"])
 def test_padding_side_does_not_change_training_with_decoys(options):
     """Training draws (bases, decoys) are per valid slot, so the side of the padding does not
-    change them: the same seed gives the same result."""
+    change them: the same seed gives the same result and the same gradients."""
     panm = make_panm(address_bits=5, **options).train()
     generator = torch.Generator().manual_seed(2)
     sequences = [torch.randn(n, 16, generator=generator) for n in [5, 2, 7]]
-    results = []
+    results, gradients = [], []
     for sides in (["right"] * 3, ["left"] * 3, ["both", "left", "right"]):
         memory, mask = padded(sequences, sides, width=9)
+        memory.requires_grad_(True)
         torch.manual_seed(0)
         out = panm(memory, mask, num_steps=6)
         results.append([valid_part(out, i, mask) for i in range(3)])
-    for other in results[1:]:
+        panm.zero_grad()
+        out.logits.square().sum().backward()
+        assert (memory.grad[~mask] == 0).all()
+        gradients.append(
+            [memory.grad[i, mask[i]] for i in range(3)]
+            + [p.grad.clone() for p in panm.parameters()]
+        )
+    for other, other_gradients in zip(results[1:], gradients[1:], strict=True):
         for i in range(3):
             for name, value in other[i].items():
                 torch.testing.assert_close(value, results[0][i][name], atol=1e-5, rtol=0)
+        for gradient, expected in zip(other_gradients, gradients[0], strict=True):
+            torch.testing.assert_close(gradient, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_left_padded_start_pointers_are_on_the_first_and_last_valid_slot():

@@ -74,9 +74,8 @@ class PANMConfig:
         whose largest weight is above one half reads that slot alone) ["soft"].
     decoy_slots: training-only slots per sequence, each with a real slot's address with one
         bit flipped and the content of another sample's slot [0].
-    controller_init: the controller's initial state: "memory_sum" (the paper: projected sum of
-        the valid slots), "memory_mean" or "given" (the caller's `controller_state`)
-        ["memory_sum"].
+    controller_init: the controller's start: "memory_sum" (the paper: projected sum of valid
+        slots), "memory_mean" or "given" (the caller's `controller_state`) ["memory_sum"].
     initial_read: before the first step the controller reads the slots under the initial
         pointers [False].
     """
