@@ -180,3 +180,29 @@ def test_oracle_length_decoding_delays_eos_only():
     batch = batch_of(copy, [3])
     with pytest.raises(ValueError, match="needs previous_token decoding"):
         no_input.generate(batch.src, batch.src_mask, 3, eos_id=0, min_steps=torch.tensor([2]))
+
+
+@pytest.mark.parametrize("decoder", ["none", "transformer"])
+def test_random_eval_base_is_one_draw_per_sequence_for_the_whole_decoding(decoder):
+    """Token-by-token generation calls the model once per step; every call must use the same
+    random bases, so the tokens equal one teacher-forced pass from the same random state."""
+    task = get_task("scan", split="cutoff-44")
+    encoder = "transformer" if decoder == "transformer" else "gru"
+    model = small_panm(task, encoder=encoder, decoder=decoder, **{"panm.eval_base": "random"})
+    model.eval()
+    batch = collate([task.encode(e) for e in task.examples("test")[:16]])
+    bases = []
+    model.memory.register_forward_hook(lambda module, args, out: bases.append(out.addresses[:, 0]))
+    torch.manual_seed(0)
+    tokens = model.generate(batch.src, batch.src_mask, 8, bos_id=task.bos_id)
+    assert len(bases) == 8
+    for step_bases in bases[1:]:
+        assert torch.equal(step_bases, bases[0])
+    assert len({tuple(row.tolist()) for row in bases[0]}) > 8  # and differ per sequence
+    after_generate = torch.rand(1)
+    torch.manual_seed(0)
+    tgt_in = torch.cat([torch.full_like(tokens[:, :1], task.bos_id), tokens[:, :-1]], dim=1)
+    with torch.no_grad():
+        forced = model(batch.src, batch.src_mask, tgt_in=tgt_in)
+    assert torch.equal(forced.argmax(-1), tokens)
+    assert torch.equal(torch.rand(1), after_generate)  # the state advanced as by one pass

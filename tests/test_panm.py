@@ -1,7 +1,5 @@
 """The PANM mechanism, tested directly."""
 
-import itertools
-
 import pytest
 import torch
 from torch import nn
@@ -48,34 +46,6 @@ def test_base_sampling_covers_the_whole_range():
     bases = bank.sample_base(4000, torch.device("cpu"), torch.Generator().manual_seed(0))
     counts = torch.bincount(bases, minlength=16)
     assert counts.numel() == 16 and (counts > 150).all()
-
-
-def longest_carry(first: int, count: int, bits: int) -> int:
-    """The most low bits flipped by one increment within slots first .. first + count - 1."""
-    addresses = [(first + i) % 2**bits for i in range(count)]
-    return max([(a ^ b).bit_length() - 1 for a, b in itertools.pairwise(addresses)], default=-1)
-
-
-def test_carry_balanced_bases_put_every_carry_length_in_the_window():
-    bank = AddressBank(6)
-    generator = torch.Generator().manual_seed(0)
-    lengths = torch.randint(2, 9, (6000,), generator=generator)
-    bases = bank.sample_base(6000, torch.device("cpu"), generator, "carries", lengths)
-    assert ((bases >= 0) & (bases < 64)).all()
-    carries = torch.tensor(
-        [longest_carry(b, n, 6) for b, n in zip(bases.tolist(), lengths.tolist(), strict=True)]
-    )
-    counts = torch.bincount(carries, minlength=6)
-    # By design 2 of the 7 carry lengths 0..6 flip all 6 bits or wrap (63 -> 0), both counted
-    # as 5: about 29% of windows. A uniform base gives one in a window of n slots with
-    # probability (n - 1) / 32, about 12.5% here.
-    assert counts[5] > 0.25 * 6000 and counts[4] > 0.12 * 6000
-    uniform = bank.sample_base(6000, torch.device("cpu"), generator)
-    pairs = zip(uniform.tolist(), lengths.tolist(), strict=True)
-    uniform_carries = [longest_carry(b, n, 6) for b, n in pairs]
-    assert sum(c == 5 for c in uniform_carries) < 0.16 * 6000
-    with pytest.raises(ValueError, match="distribution"):
-        bank.sample_base(2, torch.device("cpu"), distribution="gaussian")
 
 
 def test_random_eval_bases_differ_per_sequence():
@@ -170,14 +140,12 @@ def test_output_shapes():
     assert out.controller_state.shape == (2, 24)
 
 
-@pytest.mark.parametrize("start_at", ["inside", "outside"])
-def test_initial_pointers_start_at_first_and_last_valid_slot(start_at):
-    panm = make_panm(num_mode1=3, pointer_start=start_at, address_bits=4).eval()
+def test_initial_pointers_start_at_first_and_last_valid_slot():
+    panm = make_panm(num_mode1=3, address_bits=4).eval()
     memory, mask = random_memory([5, 2])
     out = panm(memory, mask, num_steps=1, base_address=torch.tensor([3, 9]))
     start = panm.pointer_unit.start_offsets(mask.sum(1))
-    outward = int(start_at == "outside")
-    assert start.tolist() == [[-outward, 4 + outward, -outward], [-outward, 1 + outward, -outward]]
+    assert start.tolist() == [[0, 4, 0], [0, 1, 0]]
     # The first step's pointer unit input is the start address: check through the GRU.
     table = binary_table(4)
     expected = torch.stack([table[(torch.tensor([3, 9]) + start[:, g]) % 16] for g in range(3)], 1)
@@ -187,55 +155,34 @@ def test_initial_pointers_start_at_first_and_last_valid_slot(start_at):
     torch.testing.assert_close(weights, out.mode1_weights[:, 0])
 
 
-@pytest.mark.parametrize("window", [1, 3])
-def test_windowed_pointer_unit_sees_only_the_last_pointers(window):
-    panm = make_panm(pointer_window=window).eval()
-    unit = panm.pointer_unit
-    recent = [torch.rand(2, 2, 8) for _ in range(window)]
-    keys = unit.attention.keys(binary_table(8)[:6].expand(2, 6, 8))
-    mask = torch.ones(2, 6, dtype=torch.bool)
-
-    def step(pointers, state):
-        return unit([unit.project(p) for p in pointers], state, keys, mask)[0]
-
-    fresh = step(recent, torch.zeros(2, 2, 12))
-    older = [torch.rand(2, 2, 8) for _ in range(4)]
-    later = step(older + recent, torch.randn(2, 2, 12))
-    torch.testing.assert_close(fresh, later)  # neither the state nor older pointers matter
-    state = torch.zeros(2, 2, 12)
-    for pointer in recent:  # the GRU run from zero over the window, oldest first
-        state = unit.cell(pointer, state)
-    torch.testing.assert_close(fresh, unit.attention(state, keys).softmax(-1))
-    changed = step([torch.rand(2, 2, 8), *recent[1:]], torch.zeros(2, 2, 12))
-    assert not torch.allclose(changed, fresh)  # the oldest pointer of the window does matter
-
-
-def test_latest_inputs_see_only_the_current_pointer():
-    unit = make_panm(pointer_window=3, pointer_inputs="latest").eval().pointer_unit
-    keys = unit.attention.keys(binary_table(8)[:6].expand(2, 6, 8))
-    mask = torch.ones(2, 6, dtype=torch.bool)
-    latest = torch.rand(2, 2, 8)
-
-    def step(pointers):
-        return unit([unit.project(p) for p in pointers], torch.randn(2, 2, 12), keys, mask)[0]
-
-    first = step([latest])  # the first step: a history of one pointer
-    later = step([torch.rand(2, 2, 8), torch.rand(2, 2, 8), latest])
-    torch.testing.assert_close(first, later)  # the same move from the same address
-    state = torch.zeros(2, 2, 12)
-    for _ in range(3):  # three GRU steps on the latest pointer
-        state = unit.cell(latest, state)
-    torch.testing.assert_close(first, unit.attention(state, keys).softmax(-1))
-
-
-def test_full_recurrence_uses_the_state():
-    unit = make_panm(pointer_window=0).eval().pointer_unit
-    keys = unit.attention.keys(binary_table(8)[:6].expand(2, 6, 8))
-    mask = torch.ones(2, 6, dtype=torch.bool)
-    projected = [unit.project(torch.rand(2, 2, 8))]
-    fresh, _ = unit(projected, torch.zeros(2, 2, 12), keys, mask)
-    later, _ = unit(projected, torch.randn(2, 2, 12), keys, mask)
-    assert not torch.allclose(fresh, later)
+@pytest.mark.parametrize(
+    "window, inputs", [(0, "recent"), (1, "recent"), (3, "recent"), (3, "latest")]
+)
+def test_pointer_walk_follows_its_definition(window, inputs):
+    """Each step's weights, recomputed from the returned pointers: window 0 carries the GRU state
+    over all steps; window K reruns it from zero over the last K pointers (or the latest, K
+    times)."""
+    unit = make_panm(pointer_window=window, pointer_inputs=inputs).eval().pointer_unit
+    addresses = binary_table(8)[3:9].expand(2, 6, 8)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    start = torch.rand(2, 2, 8)
+    with torch.no_grad():
+        weights, pointers = unit.walk(start, addresses, mask, num_steps=5)
+        history = [start, *pointers.unbind(1)]  # p_0 .. p_5
+        keys = unit.attention.keys(addresses)
+        state = torch.zeros(2, 2, 12)
+        for t in range(5):
+            if window == 0:
+                state = unit.cell(history[t], state)
+            else:
+                recent = [history[t]] * window if inputs == "latest" else history[: t + 1][-window:]
+                state = torch.zeros(2, 2, 12)
+                for pointer in recent:
+                    state = unit.cell(pointer, state)
+            scores = unit.attention(state, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
+            torch.testing.assert_close(weights[:, t], scores.softmax(-1))
+            torch.testing.assert_close(pointers[:, t], weights[:, t].bmm(addresses))
+    assert (weights[1, ..., 4:] == 0).all()
 
 
 @pytest.mark.parametrize("decoys", [0, 4])
@@ -255,7 +202,7 @@ def test_padded_slots_get_exactly_zero_weight(decoys):
     "options",
     [
         {},
-        {"controller_reads": False, "pointer_start": "outside"},
+        {"eval_pointers": "hard", "decoy_slots": 4},
         {"pointer_window": 2, "controller_init": "memory_mean"},
         {"initial_read": True},
         {"mode2_exclusion": True},
@@ -287,14 +234,21 @@ def test_batch_invariance(options):
 def test_pointer_feedback_does_not_mix_samples():
     """The authors' code reshaped (L, B, b) as (B, L, b), mixing samples' pointers.
 
-    Changing one sample must not move another's pointers or outputs."""
-    panm = make_panm().eval()
+    The Pointer Unit sees addresses only, so a sample's pointers are moved by changing what
+    they depend on, its base address and its length: no other sample's pointers, weights or
+    outputs may change."""
+    panm = make_panm(num_mode2=1, address_bits=6).eval()
     memory, mask = random_memory([6, 6, 6])
-    reference = panm(memory, mask, num_steps=6)
-    memory[1] = torch.randn(6, 16)
-    changed = panm(memory, mask, num_steps=6, base_address=0)
-    torch.testing.assert_close(changed.logits[[0, 2]], reference.logits[[0, 2]])
-    torch.testing.assert_close(changed.pointers[[0, 2]], reference.pointers[[0, 2]])
+    with torch.no_grad():
+        reference = panm(memory, mask, num_steps=6, base_address=torch.tensor([5, 9, 40]))
+        moved = panm(memory, mask, num_steps=6, base_address=torch.tensor([5, 33, 40]))
+        mask[1, 3:] = False  # and shorter
+        shorter = panm(memory, mask, num_steps=6, base_address=torch.tensor([5, 33, 40]))
+    for changed in (moved, shorter):
+        assert not torch.allclose(changed.pointers[1], reference.pointers[1])
+        for field in ("logits", "pointers", "mode1_weights", "mode2_weights"):
+            expected = getattr(reference, field)[[0, 2]]
+            torch.testing.assert_close(getattr(changed, field)[[0, 2]], expected, rtol=0, atol=0)
 
 
 def test_decoy_slots_only_in_training_and_outside_the_window():
@@ -302,7 +256,8 @@ def test_decoy_slots_only_in_training_and_outside_the_window():
     memory, mask = random_memory([4, 7, 2])
     base = torch.tensor([0, 30, 12])
     torch.manual_seed(0)
-    slots, ids, slot_mask = panm._with_decoys(memory, mask, base, mask.sum(1))
+    first = torch.zeros(3, dtype=torch.long)
+    slots, ids, slot_mask = panm._with_decoys(memory, mask, base, first, mask.sum(1))
     assert slots.shape == (3, 13, 16) and ids.shape == (3, 13) and slot_mask.shape == (3, 13)
     for i, n in enumerate(mask.sum(1).tolist()):
         window = {(base[i].item() + j) % 32 for j in range(n)}
@@ -331,14 +286,6 @@ def test_gradients_reach_every_parameter(controller_init):
         assert param.grad is not None and param.grad.abs().sum() > 0, name
     assert memory.grad[mask].abs().sum() > 0
     assert (memory.grad[~mask] == 0).all()
-
-
-def test_controller_without_reads_only_sees_its_input():
-    panm = make_panm(controller_reads=False, input_dim=3).eval()
-    assert panm.controller.input_size == 3  # the decoder input alone, no reads
-    memory, mask = random_memory([4, 4])
-    out = panm(memory, mask, inputs=torch.randn(2, 5, 3))
-    assert out.logits.shape == (2, 5, 7)
 
 
 def test_given_controller_state():
@@ -434,12 +381,9 @@ def test_shape_errors(kwargs, message):
         ("address_similarity", "euclid"),
         ("controller_init", "zeros"),
         ("num_mode1", 0),
-        ("pointer_start", "middle"),
-        ("initial_read", True),
         ("pointer_window", -1),
         ("pointer_inputs", "oldest"),
         ("pointer_inputs", "latest"),
-        ("base_distribution", "gaussian"),
         ("eval_base", "often"),
         ("eval_pointers", "sharp"),
         ("mode2_exclusion", True),
@@ -450,7 +394,7 @@ def test_shape_errors(kwargs, message):
     ],
 )
 def test_config_errors(field, value):
-    extra = {"controller_reads": False} if field == "initial_read" else {}
+    extra = {}
     if field == "mode2_exclusion":
         extra = {"num_mode2": 0}
     if field == "mode2_tie_margin" and value < 0:
@@ -543,3 +487,156 @@ def test_mode2_decoys_switch(mode2_decoys):
         assert (on_real_slots < 1 - 1e-3).any()
     else:
         torch.testing.assert_close(on_real_slots, torch.ones_like(on_real_slots))
+
+
+RECIPE = dict(  # panm's default recipe (panm.recipes.PANM_EXTRAPOLATING), as PANMConfig fields
+    address_similarity="bitwise",
+    decoy_slots=8,
+    initial_read=True,
+    controller_init="memory_mean",
+    pointer_window=3,
+    pointer_inputs="latest",
+    eval_pointers="hard",
+)
+SORT_RECIPE = dict(  # with panm.recipes.SORT_BY_CONTENT and priority sort's tie margin
+    **RECIPE,
+    mode2_query="constant",
+    mode2_selection="hard",
+    mode2_exclusion=True,
+    mode2_decoys=False,
+    mode2_tie_margin=1.0,
+)
+
+
+def padded(sequences: list[torch.Tensor], sides: list[str], width: int):
+    """Sequences (n_i, D) in a (B, width, D) batch: each row padded on its side ("right",
+    "left" or "both"), with NaN in the padding. Returns memory, mask."""
+    memory = torch.full((len(sequences), width, sequences[0].shape[1]), float("nan"))
+    mask = torch.zeros(len(sequences), width, dtype=torch.bool)
+    for i, (sequence, side) in enumerate(zip(sequences, sides, strict=True)):
+        n = len(sequence)
+        first = {"right": 0, "left": width - n, "both": (width - n) // 2}[side]
+        memory[i, first : first + n] = sequence
+        mask[i, first : first + n] = True
+    return memory, mask
+
+
+def valid_part(out, i: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Sample i's outputs on its valid slots."""
+    valid = mask[i]
+    return {
+        "logits": out.logits[i],
+        "pointers": out.pointers[i],
+        "mode2_pointers": out.mode2_pointers[i],
+        "mode1_weights": out.mode1_weights[i][..., valid],
+        "mode2_weights": out.mode2_weights[i][..., valid],
+        "addresses": out.addresses[i][valid],
+        "controller_state": out.controller_state[i],
+    }
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, RECIPE, SORT_RECIPE, {**RECIPE, "input_dim": 5, "num_mode1": 3, "num_mode2": 2}],
+    ids=["paper", "recipe", "sort-recipe", "inputs"],
+)
+def test_left_and_right_padding_equal_the_unpadded_run(options):
+    panm = make_panm(**{"address_bits": 5, "num_mode2": 1, **options}).eval()
+    generator = torch.Generator().manual_seed(1)
+    lengths = [5, 2, 7, 9]
+    sequences = [torch.randn(n, 16, generator=generator) for n in lengths]
+    inputs = torch.randn(4, 6, 5, generator=generator) if options.get("input_dim") else None
+    steps = dict(inputs=inputs) if inputs is not None else dict(num_steps=6)
+    base = torch.tensor([0, 7, 30, 12])
+    with torch.no_grad():
+        alone = [
+            panm(
+                sequence[None],
+                torch.ones(1, len(sequence), dtype=torch.bool),
+                base_address=base[i : i + 1],
+                **(dict(inputs=inputs[i : i + 1]) if inputs is not None else steps),
+            )
+            for i, sequence in enumerate(sequences)
+        ]
+        for sides in (["right"] * 4, ["left"] * 4, ["left", "right", "both", "left"]):
+            memory, mask = padded(sequences, sides, width=11)
+            out = panm(memory, mask, base_address=base, **steps)
+            assert torch.isfinite(out.logits).all()
+            assert (out.mode1_weights.masked_select(~mask[:, None, None, :]) == 0).all()
+            assert (out.mode2_weights.masked_select(~mask[:, None, None, :]) == 0).all()
+            for i in range(4):
+                expected = valid_part(alone[i], 0, torch.ones(1, lengths[i], dtype=torch.bool))
+                for name, value in valid_part(out, i, mask).items():
+                    torch.testing.assert_close(value, expected[name], atol=1e-5, rtol=0, msg=name)
+    # a left-padded row's first valid slot has the base address and the next ones count up
+    assert torch.equal(out.addresses[3, 2:], binary_table(5)[12:21])
+
+
+@pytest.mark.parametrize("options", [RECIPE, SORT_RECIPE], ids=["recipe", "sort-recipe"])
+def test_padding_side_does_not_change_training_with_decoys(options):
+    """Training draws (bases, decoys) are per valid slot, so the side of the padding does not
+    change them: the same seed gives the same result and the same gradients."""
+    panm = make_panm(address_bits=5, **options).train()
+    generator = torch.Generator().manual_seed(2)
+    sequences = [torch.randn(n, 16, generator=generator) for n in [5, 2, 7]]
+    results, gradients = [], []
+    for sides in (["right"] * 3, ["left"] * 3, ["both", "left", "right"]):
+        memory, mask = padded(sequences, sides, width=9)
+        memory.requires_grad_(True)
+        torch.manual_seed(0)
+        out = panm(memory, mask, num_steps=6)
+        results.append([valid_part(out, i, mask) for i in range(3)])
+        panm.zero_grad()
+        out.logits.square().sum().backward()
+        assert (memory.grad[~mask] == 0).all()
+        gradients.append(
+            [memory.grad[i, mask[i]] for i in range(3)]
+            + [p.grad.clone() for p in panm.parameters()]
+        )
+    for other, other_gradients in zip(results[1:], gradients[1:], strict=True):
+        for i in range(3):
+            for name, value in other[i].items():
+                torch.testing.assert_close(value, results[0][i][name], atol=1e-5, rtol=0)
+        for gradient, expected in zip(other_gradients, gradients[0], strict=True):
+            torch.testing.assert_close(gradient, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_left_padded_start_pointers_are_on_the_first_and_last_valid_slot():
+    panm = make_panm(address_bits=4, initial_read=True).eval()
+    memory, mask = padded([torch.randn(5, 16)], ["left"], width=7)  # [F, F, T, T, T, T, T]
+    calls = []
+    panm.controller.register_forward_hook(lambda module, args, out: calls.append(args[0]))
+    out = panm(memory, mask, num_steps=1, base_address=3)
+    assert torch.equal(out.addresses[0, 2:], binary_table(4)[3:8])
+    step0 = calls[0][0, 0]  # the reads of the initial pointers: slots 2 and 6
+    torch.testing.assert_close(step0, torch.cat([memory[0, 2], memory[0, 6]]))
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ([True, False, True, True], r"rows \[1\] have a hole"),
+        ([False, True, False, True], r"rows \[1\] have a hole"),
+        ([False, False, False, False], r"no valid slot in batch rows \[1\]"),
+    ],
+)
+def test_masks_with_holes_are_rejected(row, message):
+    panm = make_panm()
+    mask = torch.tensor([[True, True, True, False], row])
+    with pytest.raises(ValueError, match=message):
+        panm(torch.randn(2, 4, 16), mask, num_steps=1)
+
+
+def test_wide_addresses_are_computed_from_their_indices():
+    panm = make_panm(address_bits=40).eval()
+    assert sum(b.numel() for b in panm.buffers()) < 100  # no table of 2**40 addresses
+    memory, mask = random_memory([4, 2])
+    out = panm(memory, mask, num_steps=3, base_address=2**40 - 2)
+    values = (out.addresses.long() << torch.arange(39, -1, -1)).sum(-1)
+    assert values[0].tolist() == [2**40 - 2, 2**40 - 1, 0, 1]
+    assert torch.isfinite(out.logits).all()
+    assert make_panm(address_bits=62).address_bank.size == 2**62
+    with pytest.raises(ValueError, match=r"address_bits must be in 1\.\.62, got 63"):
+        PANMConfig(address_bits=63)
+    with pytest.raises(ValueError, match=r"address_bits must be in 1\.\.62, got 0"):
+        PANMConfig(address_bits=0)

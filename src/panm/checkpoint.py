@@ -4,18 +4,24 @@
     DIR/metrics.jsonl         one JSON line per logged step
     DIR/checkpoints/step-N/   config.json + model.safetensors (the model) + trainer.pt
     DIR/checkpoint.json       {"latest": "checkpoints/step-N", "best": "...", ...}
+    DIR/.lock                 held (flock) by the one process that writes the run
+
 
 A checkpoint folder is written under a temporary name and renamed when complete; only then is
 `checkpoint.json` replaced (atomically) to point at it. A crash at any moment leaves the previous
-checkpoint intact and referenced. `trainer.pt` holds optimizer and RNG state and is read with
-`weights_only=True` (no arbitrary pickle code runs).
+checkpoint intact and referenced; a failed write (a full disk) removes its partial folder and
+leaves the previous checkpoint as it was. `trainer.pt` holds optimizer and RNG state and is read
+with `weights_only=True` (no arbitrary pickle code runs).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +34,39 @@ from panm.pretrained import CONFIG_NAME, atomic_write
 
 INDEX_NAME = "checkpoint.json"
 TRAINER_NAME = "trainer.pt"
+LOCK_NAME = ".lock"
 
 
 class CheckpointError(Exception):
-    """A checkpoint is missing or unreadable."""
+    """A checkpoint is missing, unreadable or cannot be written."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Holds DIR/.lock, an exclusive `flock`, while the caller writes the run directory.
+
+    A second process (or a second holder in this one) gets a `CheckpointError` instead of
+    writing the same files. The kernel releases the lock when its holder ends, even by kill -9.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise CheckpointError(
+                f"{run_dir} is being written by another panm process ({holder}); "
+                "wait for it to end or use another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def save_checkpoint(
@@ -49,8 +84,12 @@ def save_checkpoint(
     final = run_dir / name
     tmp = run_dir / "checkpoints" / f".step-{step:08d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    torch.save(trainer_state, tmp / TRAINER_NAME)
+    try:
+        model.save_pretrained(tmp)
+        torch.save(trainer_state, tmp / TRAINER_NAME)
+    except (OSError, RuntimeError, SafetensorError) as error:  # torch.save: RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"cannot write checkpoint {final}: {error}") from error
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -1,7 +1,8 @@
 """The `panm` command line: a thin layer over library calls.
 
 Every subcommand parses its flags, calls one library function and prints the result. Bad input
-ends with a one-line `panm: error: ...` message and exit status 2, never a traceback.
+or a failed write (a full disk, an unwritable folder, a run directory in use) ends with a
+one-line `panm: error: ...` message and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -35,14 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         set_threads(args)
         return args.run(args)
-    except (
-        UsageError,
-        ValueError,
-        FileNotFoundError,
-        FileExistsError,
-        CheckpointError,
-        ImportError,
-    ) as error:
+    # OSError: a full disk, an unwritable --out, ...; ImportError: an optional extra is missing
+    except (UsageError, ValueError, OSError, CheckpointError, ImportError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"panm: error: {message}", file=sys.stderr)
         return 2

@@ -35,6 +35,7 @@ from panm.checkpoint import (
     load_trainer_state,
     read_index,
     resolve_checkpoint,
+    run_lock,
     save_checkpoint,
 )
 from panm.evaluation import accuracy, batch_correct
@@ -202,9 +203,27 @@ def train(
     progress: bool = True,
     on_log: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Trains `config.model` on `config.task`, writing checkpoints and metrics to `run_dir`."""
+    """Trains `config.model` on `config.task`, writing checkpoints and metrics to `run_dir`.
+
+    Only one process may write a run directory at a time (`panm.checkpoint.run_lock`).
+    """
     run_dir = Path(run_dir)
     rank, world = _distributed()
+    if rank != 0:  # process 0 alone writes the run directory
+        return _train(config, run_dir, resume, progress, on_log, rank, world)
+    with run_lock(run_dir):
+        return _train(config, run_dir, resume, progress, on_log, rank, world)
+
+
+def _train(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+    on_log: Callable[[dict], None] | None,
+    rank: int,
+    world: int,
+) -> TrainResult:
     config = prepare_run(run_dir, config, resume)
     if world > 1:
         dist.barrier()  # every process checks the run directory before process 0 writes to it
@@ -298,12 +317,16 @@ def train(
                     "train_sequence_accuracy": float(exact.float().mean()),
                     "elapsed_seconds": round(time.monotonic() - started, 2),
                 }
-                if step % config.eval_every == 0 or step == config.steps:
+                evaluate = step % config.eval_every == 0 or step == config.steps
+                if evaluate:
                     scores = validate(model, task, valid, device)
                     record.update(scores)
                     index = _update_best(index, scores, step)
-                    checkpoint()
+                # Logged before its checkpoint: a crash in between redoes the step (its line is
+                # dropped on resume), one after it keeps both.
                 _log(run_dir, record, writer, on_log)
+                if evaluate:
+                    checkpoint()
                 bar.set_postfix(
                     loss=f"{record['loss']:.3f}",
                     acc=f"{record['train_sequence_accuracy']:.2f}",

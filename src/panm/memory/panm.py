@@ -17,12 +17,13 @@ pointers, b address bits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from panm.memory.addresses import BASE_DISTRIBUTIONS, AddressBank
-from panm.memory.pointer_unit import POINTER_INPUTS, POINTER_STARTS, SIMILARITIES, PointerUnit
+from panm.memory.addresses import MAX_BITS, AddressBank
+from panm.memory.pointer_unit import POINTER_INPUTS, SIMILARITIES, PointerUnit
 from panm.memory.relational import RelationalAccess
 from panm.pretrained import Pretrained
 
@@ -35,74 +36,48 @@ MODE2_SELECTIONS = ("soft", "hard")
 
 @dataclass
 class PANMConfig:
-    """Configuration of the PANM memory.
+    """Configuration of the PANM memory, field by field (default in brackets).
 
-    memory_dim: width D of memory slots.
-    output_dim: width of the output MLP's result (the vocabulary size for a token decoder).
-    hidden_dim: width of the controller GRU and of the output MLP's hidden layer.
-    input_dim: width E of the optional per-step decoder input z_t (0: no input).
-    address_bits: b; 2**b addresses, so memory may have at most 2**b slots.
-    num_mode1: Mode-1 pointers (G). Pointer 0 starts at the first slot, 1 at the last, alternating.
-    num_mode2: Mode-2 pointers (H); 0 disables relational access.
-    mode2_exclusion: each Mode-2 head avoids the slots it has already read (see
-        `panm.memory.relational`; not in the paper): a head that reads one slot per step then
-        reads every slot once, in the order its scores give (a sort by content).
-    mode2_query: "reads" (the paper: each step's Mode-2 query is a projection of the Mode-1
-        reads) or "constant" (a learned query per head, the same at every step: the head ranks
-        slots by content alone, which with mode2_exclusion is a sort).
-    mode2_selection: "soft" (the paper: each Mode-2 read is the attention-weighted mix of
-        slots) or "hard" (each head reads its highest-scoring slot alone, in training too, with
-        the softmax's gradient; see `panm.memory.relational`).
-    mode2_tie_margin: with hard selection, a head reads the first slot (in memory order) whose
-        score is within this margin of the best, so equal keys are read in input order (a
-        stable sort with mode2_exclusion). 0: the best slot (the first of exact ties).
-    mode2_decoys: whether Mode-2 also attends over the training-only decoy slots. Decoys exist
-        to teach the address attention; to Mode-2 they are slots of another sample whose content
-        no test sequence has, which a content search (the query's occurrence, the smallest key)
-        cannot tell from the real ones. True keeps the behaviour the Copy/Reverse/Mix results
-        were measured with (they use Mode-1).
-    pointer_dim: state width of each Pointer Unit GRU.
-    key_dim: width of address keys ("dot"/"cosine") and of Mode-2 keys.
-    address_similarity: "dot", "cosine" or "bitwise" (see `AddressAttention`).
-    pointer_window: 0: the Pointer Unit GRU carries its state across all steps (the paper);
-        K >= 1: each step reruns it from zero over the last K pointer values, so it cannot
-        drift with the step count (see `PointerUnit`).
+    Why each option beyond the paper exists, and what it measured: docs/results.md
+    ("PANMConfig options"). Options removed since (pointer_start, base_distribution,
+    controller_reads) are in commit 60b0d94.
+
+    memory_dim: width D of the memory slots [128].
+    output_dim: width of the output (the vocabulary size for a token decoder) [10].
+    hidden_dim: width of the controller GRU and of the output MLP's hidden layer [128].
+    input_dim: width E of the per-step decoder input; 0: no input, decode `num_steps` [0].
+    address_bits: b; 2**b addresses, so at most 2**b slots; 1..62 [8].
+    num_mode1: Mode-1 pointers G; pointer 0 starts on the first valid slot, pointer 1 on the
+        last, further ones alternate [2].
+    num_mode2: Mode-2 (content) pointers H; 0 disables Mode-2 [1].
+    mode2_exclusion: each Mode-2 head avoids the slots it has already read (a sort by content;
+        not in the paper) [False].
+    mode2_query: "reads" (the paper: a projection of the Mode-1 reads) or "constant" (a learned
+        query per head, the same at every step) ["reads"].
+    mode2_selection: "soft" (the paper: the attention-weighted mix of slots) or "hard" (the top
+        slot alone, in training too, with the softmax's gradient) ["soft"].
+    mode2_tie_margin: with hard selection, a head reads the first slot whose score is within
+        this margin of the best (equal keys in input order); 0: the best slot [0.0].
+    mode2_decoys: whether Mode-2 also attends over the training-only decoy slots [True].
+    pointer_dim: state width of each Pointer Unit GRU [64].
+    key_dim: width of the address keys ("dot", "cosine") and of the Mode-2 keys [64].
+    address_similarity: "dot" (the authors' code), "cosine" (the paper's text) or "bitwise"
+        (every address bit must match; see `AddressAttention`) ["dot"].
+    pointer_window: 0: the Pointer Unit GRU carries its state over all steps (the paper);
+        K >= 1: each step reruns it from zero over the last K pointer values [0].
     pointer_inputs: with pointer_window K >= 1, "recent" (the last K pointer values) or
-        "latest" (the latest one, K times: the move depends on the current address alone).
-    pointer_start: "inside" (first and last valid slot, the paper) or "outside" (one slot
-        before the first and after the last, so a "+1" rule is right from step 1).
-    base_sampling: draw the base address per sequence in training (base 0 otherwise).
-    base_distribution: how it is drawn: "uniform" (the paper) or "carries" (every carry
-        length equally often; see `panm.memory.addresses`).
-    eval_base: the base outside training: "zero" (the paper) or "random" (uniform per
-        sequence: a diagnostic of whether the learned pointer rule holds from every address,
-        since with base 0 all test sequences of one length share one pointer trajectory).
-    eval_pointers: the Mode-1 pointers outside training: "soft" (the paper: each read is the
-        attention-weighted mix of slots and the pointer the weighted sum of their addresses) or
-        "hard": a pointer that has committed to a slot (largest weight above one half) reads
-        that slot alone and its next value is exactly that slot's address; a pointer spread
-        over many slots (often one the task does not use, whose read is then about the mean
-        of memory) stays soft, as in training. Training is always soft (the gradient needs
-        it). "hard" removes the mixing of two slots where the attention is right but not sharp,
-        at lengths whose addresses differ in bits that training sequences never vary.
-    decoy_slots: training-only extra slots per sequence. Each copies the address of a random
-        real slot with one random bit flipped (kept only where that address lies outside the
-        sequence's own window) and the memory content of the same slot index in another sample
-        of the batch. They teach the pointer to match every address bit, including high bits
-        that never differ within one short training sequence. Never used in evaluation.
-    controller_init: initial controller state: "memory_sum" (projected sum of valid memory
-        slots, as in the paper), "memory_mean" (their mean, which does not grow with length) or
-        "given" (the caller passes `controller_state`, e.g. an encoder's final state).
-    controller_reads: whether the controller GRU takes the Mode-1 reads as input (the paper)
-        besides z_t. The output MLP sees the current reads either way. Without them the
-        controller cannot carry earlier reads forward, so it cannot answer step t from a read
-        made at step t-1 (a "delay line" that fits short sequences with the pointer one slot
-        ahead and fails on the first item); the pointer must be on the right slot.
-    initial_read: before the first step, the controller reads the slots under the initial
-        pointers (their dereference, step 0). A Pointer Unit that applies one rule at every
-        step ("+1") reads slot t at step t from an "inside" start, one slot ahead of the output;
-        with the step-0 read, answering from the previous read is right from the first item.
-        Needs controller_reads and pointer_start="inside".
+        "latest" (the latest one, K times) ["recent"].
+    base_sampling: draw a uniform base address per sequence in training (else base 0) [True].
+    eval_base: the base outside training: "zero" (the paper) or "random" (uniform per sequence,
+        one draw per call; a diagnostic) ["zero"].
+    eval_pointers: Mode-1 pointers outside training: "soft" (the paper) or "hard" (a pointer
+        whose largest weight is above one half reads that slot alone) ["soft"].
+    decoy_slots: training-only slots per sequence, each with a real slot's address with one
+        bit flipped and the content of another sample's slot [0].
+    controller_init: the controller's start: "memory_sum" (the paper: projected sum of valid
+        slots), "memory_mean" or "given" (the caller's `controller_state`) ["memory_sum"].
+    initial_read: before the first step the controller reads the slots under the initial
+        pointers [False].
     """
 
     memory_dim: int = 128
@@ -122,22 +97,25 @@ class PANMConfig:
     address_similarity: str = "dot"
     pointer_window: int = 0
     pointer_inputs: str = "recent"
-    pointer_start: str = "inside"
     base_sampling: bool = True
-    base_distribution: str = "uniform"
     eval_base: str = "zero"
     eval_pointers: str = "soft"
     decoy_slots: int = 0
     controller_init: str = "memory_sum"
-    controller_reads: bool = True
     initial_read: bool = False
+
+    retired_fields: ClassVar[dict[str, Any]] = {
+        "pointer_start": "inside",
+        "base_distribution": "uniform",
+        "controller_reads": True,
+    }
+    """Fields removed after commit 60b0d94, with the one value that behaves as today: a saved
+    config that holds it still loads (see `panm.pretrained.config_from_dict`)."""
 
     def __post_init__(self) -> None:
         choices = {
             "address_similarity": SIMILARITIES,
-            "pointer_start": POINTER_STARTS,
             "pointer_inputs": POINTER_INPUTS,
-            "base_distribution": BASE_DISTRIBUTIONS,
             "eval_base": EVAL_BASES,
             "eval_pointers": EVAL_POINTERS,
             "controller_init": CONTROLLER_INITS,
@@ -147,10 +125,10 @@ class PANMConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 1 <= self.address_bits <= MAX_BITS:
+            raise ValueError(f"address_bits must be in 1..{MAX_BITS}, got {self.address_bits}")
         if self.pointer_inputs == "latest" and self.pointer_window == 0:
             raise ValueError("pointer_inputs='latest' needs pointer_window >= 1")
-        if self.initial_read and not (self.controller_reads and self.pointer_start == "inside"):
-            raise ValueError("initial_read needs controller_reads=True and pointer_start='inside'")
         if self.mode2_tie_margin < 0:
             raise ValueError(f"mode2_tie_margin must be >= 0, got {self.mode2_tie_margin}")
         if self.mode2_tie_margin and self.mode2_selection != "hard":
@@ -209,7 +187,6 @@ class PANM(nn.Module, Pretrained):
             c.address_similarity,
             window=c.pointer_window,
             inputs=c.pointer_inputs,
-            start=c.pointer_start,
         )
         self.relational = (
             RelationalAccess(
@@ -228,8 +205,9 @@ class PANM(nn.Module, Pretrained):
         self.controller_init = (
             nn.Linear(c.memory_dim, c.hidden_dim) if c.controller_init != "given" else None
         )
-        reads_width = c.num_mode1 * c.memory_dim if c.controller_reads else 0
-        self.controller = nn.GRU(max(1, c.input_dim + reads_width), c.hidden_dim, batch_first=True)
+        self.controller = nn.GRU(
+            c.input_dim + c.num_mode1 * c.memory_dim, c.hidden_dim, batch_first=True
+        )
         features = c.hidden_dim + (c.num_mode1 + c.num_mode2) * c.memory_dim
         self.output_head = nn.Sequential(
             nn.Linear(features, c.hidden_dim), nn.ReLU(), nn.Linear(c.hidden_dim, c.output_dim)
@@ -247,49 +225,53 @@ class PANM(nn.Module, Pretrained):
         """Decode T steps over `memory`.
 
         memory: (B, L, D) slots from any encoder. memory_mask: (B, L) bool, True on valid slots.
+        The valid slots of a row must be one run: right padding ([T, T, T, F, F]), left padding
+        ([F, F, T, T, T]) or both; a row with a hole or without a valid slot is a ValueError.
+        Padding never changes a sample's result: its first valid slot has the base address and
+        the next ones count up from it, pointer 0 starts on the first valid slot and pointer 1
+        on the last, padded slots get weight exactly 0 and their content (even NaN) is ignored,
+        so logits, pointers, the weights on valid slots and the addresses of valid slots equal
+        those of the unpadded sequence alone.
         Give either `num_steps` (no decoder input; needs input_dim == 0) or `inputs` (B, T, E)
         (teacher forcing or any per-step input; needs input_dim == E).
-        base_address: (B,) long or an int: overrides the base (default: random in training when
-        base_sampling is on, else 0). controller_state: (B, hidden_dim), required when
-        controller_init == "given".
+        base_address: (B,) long or an int: the address of each row's first valid slot (default:
+        random in training when base_sampling is on, random with eval_base="random", else 0).
+        Random bases are drawn anew at every call: a caller that decodes one step per call
+        passes the same `base_address` to each (`Seq2SeqModel.generate` repeats the random
+        state instead). controller_state: (B, hidden_dim), required when controller_init ==
+        "given".
         """
-        num_steps = self._validate(memory, memory_mask, num_steps, inputs, controller_state)
+        num_steps, first = self._validate(memory, memory_mask, num_steps, inputs, controller_state)
         c = self.config
         batch, num_slots, _ = memory.shape
         lengths = memory_mask.sum(dim=1)
 
-        base = self._base_address(base_address, lengths)
-        addresses = self.address_bank(base, num_slots)
+        base = self._base_address(base_address, batch, memory.device)
+        origin = (base - first) % self.address_bank.size  # the address of slot 0 of each row
+        addresses = self.address_bank(origin, num_slots, memory.dtype)
         # Padded slots hold exact zeros, whatever the encoder left there (even NaN).
         memory = memory.masked_fill(~memory_mask.unsqueeze(-1), 0.0)
         slot_memory, slot_addresses, slot_mask = memory, addresses, memory_mask
         if self.training and c.decoy_slots:
-            slot_memory, slot_ids, slot_mask = self._with_decoys(memory, memory_mask, base, lengths)
-            slot_addresses = self.address_bank.lookup(slot_ids)
-
-        # Everything that depends only on the sequence is computed once, not per step.
-        address_keys = self.pointer_unit.attention.keys(slot_addresses)
-        start = self.pointer_unit.start_offsets(lengths)  # (B, G) slot offsets
-        pointer = self.address_bank.lookup((start + base.unsqueeze(1)) % self.address_bank.size)
-        pointer_state = memory.new_zeros(batch, c.num_mode1, c.pointer_dim)
+            slot_memory, slot_ids, slot_mask = self._with_decoys(
+                memory, memory_mask, base, first, lengths
+            )
+            slot_addresses = self.address_bank.lookup(slot_ids, memory.dtype)
 
         # Only the pointers must run step by step: they never see memory or the controller,
         # so the reads, the controller GRU and Mode-2 then run over all steps at once.
-        unit = self.pointer_unit
+        start = self.pointer_unit.start_offsets(lengths)  # (B, G) offsets from the first slot
+        start_ids = (base.unsqueeze(1) + start) % self.address_bank.size
+        start_pointer = self.address_bank.lookup(start_ids, memory.dtype)
         hard = not self.training and c.eval_pointers == "hard"
-        pointers, projected, weights = [pointer], [], []
-        for _ in range(num_steps):
-            projected.append(unit.project(pointers[-1]))  # once per pointer, reused by a window
-            w1, pointer_state = unit(projected, pointer_state, address_keys, slot_mask)
-            if hard:
-                w1 = _commit(w1)
-            pointers.append(w1.bmm(slot_addresses))  # p_t = sum_i w_t[i] A[i]
-            weights.append(w1)
-        w1 = torch.stack(weights, dim=1)  # (B, T, G, L')
+        w1, pointers = self.pointer_unit.walk(
+            start_pointer, slot_addresses, slot_mask, num_steps, hard=hard
+        )  # (B, T, G, L'), (B, T, G, b)
         value1 = _weighted_read(w1, slot_memory)  # (B, T, G, D): v_t = sum_i w_t[i] M[i]
 
+        start_slots = first.unsqueeze(1) + start  # (B, G) slot indices
         states, last_state = self._run_controller(
-            memory, lengths, start, value1, inputs, controller_state
+            memory, lengths, start_slots, value1, inputs, controller_state
         )
         features = [states, value1.flatten(2)]
         w2 = memory.new_zeros(batch, num_steps, 0, slot_memory.shape[1])
@@ -303,7 +285,7 @@ class PANM(nn.Module, Pretrained):
             features.append(_weighted_read(w2, slot_memory).flatten(2))
         return PANMOutput(
             logits=self.output_head(torch.cat(features, dim=-1)),
-            pointers=torch.stack(pointers[1:], dim=1),
+            pointers=pointers,
             mode1_weights=w1[..., :num_slots],
             mode2_weights=w2[..., :num_slots],
             mode2_pointers=_weighted_read(w2, slot_addresses),
@@ -315,24 +297,24 @@ class PANM(nn.Module, Pretrained):
         self,
         memory: Tensor,
         lengths: Tensor,
-        start: Tensor,
+        start_slots: Tensor,
         value1: Tensor,
         inputs: Tensor | None,
         given_state: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
-        """Controller states (B, T, hidden) for all steps, and the last state (B, hidden)."""
+        """Controller states (B, T, hidden) for all steps, and the last state (B, hidden).
+
+        start_slots: (B, G) the slots under the initial pointers (read first with initial_read).
+        """
         c = self.config
         batch, num_steps = value1.shape[:2]
-        parts = [inputs] if inputs is not None else []
-        if c.controller_reads:
-            parts.append(value1.flatten(2))
-        if not parts:  # nothing to read: a constant input (nn.GRU needs one feature)
-            parts.append(memory.new_ones(batch, num_steps, 1))
-        controller_inputs = torch.cat(parts, dim=-1)
+        reads = value1.flatten(2)
+        controller_inputs = reads if inputs is None else torch.cat([inputs, reads], dim=-1)
         if c.initial_read:  # step 0: the slots under the initial pointers, no decoder input
             rows = torch.arange(batch, device=memory.device).unsqueeze(1)
             step0 = torch.cat(
-                [memory.new_zeros(batch, c.input_dim), memory[rows, start].flatten(1)], dim=-1
+                [memory.new_zeros(batch, c.input_dim), memory[rows, start_slots].flatten(1)],
+                dim=-1,
             )
             controller_inputs = torch.cat([step0.unsqueeze(1), controller_inputs], dim=1)
         initial = self._initial_controller_state(memory, lengths, given_state)
@@ -346,7 +328,8 @@ class PANM(nn.Module, Pretrained):
         num_steps: int | None,
         inputs: Tensor | None,
         controller_state: Tensor | None,
-    ) -> int:
+    ) -> tuple[int, Tensor]:
+        """Checks the arguments: the number of steps, and each row's first valid slot (B,)."""
         c = self.config
         if memory.dim() != 3 or memory.shape[-1] != c.memory_dim:
             raise ValueError(
@@ -364,9 +347,7 @@ class PANM(nn.Module, Pretrained):
                 f"memory has {num_slots} slots but address_bits={c.address_bits} gives only "
                 f"{2**c.address_bits} addresses; use address_bits >= {needed}"
             )
-        empty_rows = (~memory_mask.any(dim=1)).nonzero().flatten().tolist()
-        if empty_rows:
-            raise ValueError(f"memory_mask has no valid slot in batch rows {empty_rows[:10]}")
+        first = _first_of_one_run(memory_mask)
         if (inputs is None) == (num_steps is None):
             raise ValueError("give exactly one of num_steps and inputs")
         if inputs is not None:
@@ -392,15 +373,15 @@ class PANM(nn.Module, Pretrained):
             raise ValueError(
                 f"controller_state was given but controller_init={c.controller_init!r}"
             )
-        return num_steps
+        return num_steps, first
 
-    def _base_address(self, base_address: Tensor | int | None, lengths: Tensor) -> Tensor:
-        batch, device = lengths.shape[0], lengths.device
+    def _base_address(
+        self, base_address: Tensor | int | None, batch: int, device: torch.device
+    ) -> Tensor:
+        """The base address (B,) long: the address of each row's first valid slot."""
         if base_address is None:
             if self.training and self.config.base_sampling:
-                return self.address_bank.sample_base(
-                    batch, device, distribution=self.config.base_distribution, lengths=lengths
-                )
+                return self.address_bank.sample_base(batch, device)
             if not self.training and self.config.eval_base == "random":
                 return self.address_bank.sample_base(batch, device)
             return torch.zeros(batch, dtype=torch.long, device=device)
@@ -419,10 +400,11 @@ class PANM(nn.Module, Pretrained):
         return self.controller_init(total)
 
     def _with_decoys(
-        self, memory: Tensor, memory_mask: Tensor, base: Tensor, lengths: Tensor
+        self, memory: Tensor, memory_mask: Tensor, base: Tensor, first: Tensor, lengths: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Appends `decoy_slots` slots per sequence: memory (B, L+k, D), address ids (B, L+k),
-        mask (B, L+k). See `PANMConfig.decoy_slots`."""
+        mask (B, L+k). Slots are counted from each row's first valid slot (`first`, (B,)), so
+        padding on either side draws the same decoys. See `PANMConfig.decoy_slots`."""
         batch, num_slots, _ = memory.shape
         k, device, size = self.config.decoy_slots, memory.device, self.address_bank.size
         slot = (torch.rand(batch, k, device=device) * lengths.unsqueeze(1)).long()
@@ -431,9 +413,11 @@ class PANM(nn.Module, Pretrained):
         outside = (decoy_ids - base.unsqueeze(1)) % size >= lengths.unsqueeze(1)
         shift = torch.randint(1, max(batch, 2), (1,), device=device)
         donor = (torch.arange(batch, device=device) + shift) % batch  # another sample (if any)
-        donor_slot = torch.minimum(slot, lengths[donor].unsqueeze(1) - 1)
+        donor_slot = first[donor].unsqueeze(1) + torch.minimum(
+            slot, lengths[donor].unsqueeze(1) - 1
+        )
         decoy_memory = memory[donor.unsqueeze(1), donor_slot]
-        real_ids = self.address_bank.indices(base, num_slots)
+        real_ids = self.address_bank.indices((base - first) % size, num_slots)
         return (
             torch.cat([memory, decoy_memory], dim=1),
             torch.cat([real_ids, decoy_ids], dim=1),
@@ -441,12 +425,25 @@ class PANM(nn.Module, Pretrained):
         )
 
 
-def _commit(weights: Tensor) -> Tensor:
-    """One-hot on the largest weight where it is above one half, else unchanged: (..., L).
-    Invalid slots have weight 0, so a committed pointer is always on a valid slot."""
-    top, slot = weights.max(dim=-1, keepdim=True)
-    one_hot = torch.zeros_like(weights).scatter_(-1, slot, 1.0)
-    return torch.where(top > 0.5, one_hot, weights)
+def _first_of_one_run(mask: Tensor) -> Tensor:
+    """The first valid slot of each row (B,) long, after checking that the valid slots of every
+    row of `mask` (B, L) form one run (right, left or both-sided padding)."""
+    lengths = mask.sum(dim=1)
+    first = mask.long().argmax(dim=1)  # the first True (0 for a row without one)
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    run = (positions >= first.unsqueeze(1)) & (positions < (first + lengths).unsqueeze(1))
+    empty, holes = lengths == 0, (run != mask).any(dim=1)
+    if bool((empty | holes).any()):
+        empty_rows = empty.nonzero().flatten().tolist()
+        if empty_rows:
+            raise ValueError(f"memory_mask has no valid slot in batch rows {empty_rows[:10]}")
+        rows = holes.nonzero().flatten().tolist()
+        raise ValueError(
+            f"memory_mask rows {rows[:10]} have a hole: the valid slots of a row must be one run "
+            "(right padding [T, T, F], left padding [F, T, T] or both), e.g. row "
+            f"{rows[0]} is {mask[rows[0]].int().tolist()[:32]}"
+        )
+    return first
 
 
 def _weighted_read(weights: Tensor, values: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ Each of G pointers is a GRU whose input is its own previous pointer value (a sof
 
     h_t = GRU(p_{t-1}, h_{t-1})                       h_0 = 0
     w_t = softmax_i sim(query(h_t), key(A[i]))        over valid slots only
-    p_t = sum_i w_t[i] A[i]                           (computed by the caller, see `PANM`)
+    p_t = sum_i w_t[i] A[i]
 
 The unit only ever receives addresses, never memory contents: pointer arithmetic ("move one slot
 forward") is learned separately from the data, which is what lets it hold at unseen lengths.
@@ -19,7 +19,6 @@ import torch
 from torch import Tensor, nn
 
 SIMILARITIES = ("dot", "cosine", "bitwise")
-POINTER_STARTS = ("inside", "outside")
 POINTER_INPUTS = ("recent", "latest")
 
 
@@ -118,7 +117,7 @@ class AddressAttention(nn.Module):
 
 
 class PointerUnit(nn.Module):
-    """G Mode-1 pointer GRUs plus their address attention.
+    """G Mode-1 pointer GRUs plus their address attention; `walk` moves them step by step.
 
     window=0 is the paper's unit: h_t = GRU(p_{t-1}, h_{t-1}), a state that has seen every step
     so far. With window=K >= 1 every step reruns the GRU from h = 0 over the last K pointer
@@ -130,11 +129,8 @@ class PointerUnit(nn.Module):
     depends on the current address alone, so the unit cannot treat the first step (a history
     of one pointer) differently from the others.
 
-    start="inside" puts pointer 0 on the first slot and pointer 1 on the last valid slot (the
-    paper; more pointers alternate). A unit that learns one rule for every step ("+1") then
-    reads slot 1 on step 1 and skips the first item; start="outside" starts each pointer one slot
-    further out (before the first slot, after the last), so that the same rule is right from
-    step 1.
+    Pointer 0 starts on the first valid slot, pointer 1 on the last one (the paper); further
+    pointers alternate (`start_offsets`).
     """
 
     def __init__(
@@ -145,12 +141,9 @@ class PointerUnit(nn.Module):
         key_dim: int,
         similarity: str,
         window: int = 0,
-        start: str = "inside",
         inputs: str = "recent",
     ) -> None:
         super().__init__()
-        if start not in POINTER_STARTS:
-            raise ValueError(f"pointer start must be one of {POINTER_STARTS}, got {start!r}")
         if window < 0:
             raise ValueError(f"pointer window must be >= 0, got {window}")
         if inputs not in POINTER_INPUTS:
@@ -160,7 +153,6 @@ class PointerUnit(nn.Module):
         self.num_pointers = num_pointers
         self.window = window
         self.latest_only = inputs == "latest"
-        self.outward = int(start == "outside")
         self.cell = GroupedGRUCell(num_pointers, address_bits, state_dim)
         self.attention = AddressAttention(
             num_pointers, state_dim, address_bits, key_dim, similarity
@@ -168,34 +160,48 @@ class PointerUnit(nn.Module):
         self.state_dim = state_dim
 
     def start_offsets(self, lengths: Tensor) -> Tensor:
-        """Slot offset of each pointer's initial address: (B,) lengths -> (B, G) long.
-
-        Pointer 0 starts at the first slot, pointer 1 at the last valid slot, alternating; with
-        start="outside" one slot further out (offsets -1 and length).
-        """
-        first = torch.full_like(lengths, -self.outward)
-        last = lengths - 1 + self.outward
+        """Slot offset (from the first valid slot) of each pointer's initial address:
+        (B,) valid-slot counts -> (B, G) long. Pointer 0: 0, pointer 1: length - 1, alternating."""
+        first, last = torch.zeros_like(lengths), lengths - 1
         return torch.stack([first if g % 2 == 0 else last for g in range(self.num_pointers)], 1)
 
-    def project(self, pointer: Tensor) -> Tensor:
-        """The GRU's input map of a pointer value, computed once per pointer (a windowed unit
-        reuses it for `window` steps): (B, G, bits) -> (B, G, 3S)."""
-        return self.cell.input_map(pointer)
-
-    def forward(
-        self, history: list[Tensor], state: Tensor, keys: Tensor, mask: Tensor
+    def walk(
+        self, start: Tensor, addresses: Tensor, mask: Tensor, num_steps: int, hard: bool = False
     ) -> tuple[Tensor, Tensor]:
-        """One step: `project` of the pointer values so far (the latest last; only the last
-        `window` are used, the latest `window` times with inputs="latest", or the latest alone
-        with window=0) and the state (B, G, S), slot keys
-        (B, L, K) and the valid-slot mask (B, L) -> attention weights (B, G, L) (exactly 0 on
-        invalid slots) and the new state (B, G, S)."""
-        if self.window == 0:
-            state = self.cell.step(history[-1], state)
-        else:
-            recent = [history[-1]] * self.window if self.latest_only else history[-self.window :]
-            state = self.cell.step(recent[0], None)
-            for projected in recent[1:]:
-                state = self.cell.step(projected, state)
-        scores = self.attention(state, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
-        return scores.softmax(dim=-1), state
+        """Moves the pointers `num_steps` steps from their start values.
+
+        start: (B, G, bits) initial pointer values; addresses: (B, L, bits) the slots'
+        addresses; mask: (B, L) bool, True on slots a pointer may attend to. hard: a pointer
+        whose largest weight is above one half reads that slot alone (see `commit`).
+        Returns the attention weights (B, T, G, L), exactly 0 where mask is False, and the
+        pointer values (B, T, G, bits), p_t = sum_i w_t[i] A[i].
+        """
+        keys = self.attention.keys(addresses)  # once per sequence, not per step
+        recent = [self.cell.input_map(start)]  # input maps of the last pointer values
+        state: Tensor | None = None
+        weights, pointers = [], []
+        for _ in range(num_steps):
+            if self.window == 0:
+                state = self.cell.step(recent[-1], state)
+            else:
+                inputs = [recent[-1]] * self.window if self.latest_only else recent
+                state = self.cell.step(inputs[0], None)
+                for projected in inputs[1:]:
+                    state = self.cell.step(projected, state)
+            scores = self.attention(state, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
+            w = scores.softmax(dim=-1)
+            if hard:
+                w = commit(w)
+            pointer = w.bmm(addresses)
+            weights.append(w)
+            pointers.append(pointer)
+            recent = [*recent, self.cell.input_map(pointer)][-max(self.window, 1) :]
+        return torch.stack(weights, dim=1), torch.stack(pointers, dim=1)
+
+
+def commit(weights: Tensor) -> Tensor:
+    """One-hot on the largest weight where it is above one half, else unchanged: (..., L).
+    Invalid slots have weight 0, so a committed pointer is always on a valid slot."""
+    top, slot = weights.max(dim=-1, keepdim=True)
+    one_hot = torch.zeros_like(weights).scatter_(-1, slot, 1.0)
+    return torch.where(top > 0.5, one_hot, weights)

@@ -6,7 +6,7 @@
 Mode-1 finds a slot by where it is; Mode-2 then finds slots by what they hold relative to it
 (the slot with the same key, the smallest priority, ...).
 
-Two options beyond the paper, for selecting slots in the order of their contents:
+Four options beyond the paper, for selecting slots in the order of their contents:
 
 - `constant_query`: each head's query is a learned vector, the same at every step, instead of a
   projection of the Mode-1 reads: a head then ranks slots by their content alone.

@@ -126,7 +126,8 @@ class Seq2SeqModel(nn.Module, Pretrained):
         """Greedy output ids (B, num_steps).
 
         Without decoder input this is one forward pass. With `previous_token` decoding it feeds
-        each step's argmax back as the next input, starting from `bos_id`. `min_steps` (B,) long
+        each step's argmax back as the next input, starting from `bos_id`; any random draw of
+        the model (e.g. a random base address) is the same at every step. `min_steps` (B,) long
         with `eos_id` is oracle-length decoding (Newman et al. 2020): sample b may not choose
         `eos_id` before step min_steps[b], so its length is not the model's decision.
         """
@@ -139,8 +140,13 @@ class Seq2SeqModel(nn.Module, Pretrained):
         if bos_id is None:
             raise ValueError("bos_id is required to generate with previous_token decoding")
         tokens = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
+        devices = [src.device] if src.device.type == "cuda" else []
         for step in range(num_steps):
-            logits = self(src, src_mask, tgt_in=tokens)[:, -1]
+            # Every step starts from the same random state, so a draw the model makes per
+            # sequence (PANM's eval_base="random") is the same at every step; the last step
+            # leaves the state as one forward pass would.
+            with torch.random.fork_rng(devices, enabled=step < num_steps - 1):
+                logits = self(src, src_mask, tgt_in=tokens)[:, -1]
             if min_steps is not None:
                 too_early = (step < min_steps).to(src.device)
                 logits[:, eos_id] = logits[:, eos_id].masked_fill(too_early, float("-inf"))
