@@ -49,9 +49,10 @@ def test_chomsky_recipes_follow_the_task_families():
     def overrides(task_name):
         return default_train_config(task_name, "panm").model_overrides
 
+    bits = {"panm.address_bits": 10}  # 1,024 addresses for test lengths up to 500
     for task_name in ("reverse_string", "duplicate_string", "odds_first"):
-        assert overrides(task_name) == overrides("reverse")
-    assert overrides("bucket_sort") == overrides("id_sort")
+        assert overrides(task_name) == {**overrides("reverse"), **bits}
+    assert overrides("bucket_sort") == {**overrides("id_sort"), **bits}
     for task_name in ("binary_addition", "stack_manipulation", "parity_check"):
-        assert overrides(task_name) == overrides("dynamic_recall")
+        assert overrides(task_name) == {**overrides("dynamic_recall"), **bits}
     assert default_train_config("bucket_sort", "lstm").model_overrides == {}

@@ -50,6 +50,8 @@ FORWARD_GRU_MEMORY = {"encoder": "gru", "memory_source": "encoder", "encoder_bid
 #   interchangeable, so it needs no rule for ties);
 # - the others answer from what came before a slot (a stack's state, a carry, a pair of copies,
 #   a running count): dynamic recall's forward-GRU memory, whose slot states summarise the prefix.
+# All of them test up to 500 slots (+ 8 decoys), beyond the 256 addresses of 8 bits: 10 bits.
+CHOMSKY_ADDRESSES = {"panm.address_bits": 10}
 CHOMSKY_PREFIX_TASKS = (
     "stack_manipulation",
     "missing_duplicate_string",
@@ -63,8 +65,9 @@ PANM_TASK_RECIPES = {
     "dynamic_recall": FORWARD_GRU_MEMORY,
     "priority_sort": {**SORT_BY_CONTENT, "panm.mode2_tie_margin": 1.0},
     "id_sort": SORT_BY_CONTENT,
-    "bucket_sort": SORT_BY_CONTENT,
-    **dict.fromkeys(CHOMSKY_PREFIX_TASKS, FORWARD_GRU_MEMORY),
+    **{key: CHOMSKY_ADDRESSES for key in ("reverse_string", "duplicate_string", "odds_first")},
+    "bucket_sort": {**SORT_BY_CONTENT, **CHOMSKY_ADDRESSES},
+    **{key: {**FORWARD_GRU_MEMORY, **CHOMSKY_ADDRESSES} for key in CHOMSKY_PREFIX_TASKS},
 }
 
 # The issue-5 protocol: at most 15 minutes of CPU training per run (whichever of steps and
