@@ -3,11 +3,13 @@ references, ids, and bad input."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
 import pytest
 
+from panm.report import write_report
 from panm.tasks import TASK_NAMES, get_task
 from panm.tasks.chomsky import CHOMSKY_TASKS, TEST_LENGTHS
 
@@ -282,3 +284,45 @@ def test_training_batch_skips_lengths_a_task_cannot_make() -> None:
     batch = get_task("binary_addition").batch(random.Random(0), (1, 40), 64)
     assert batch.src_mask.sum(dim=1).min() >= 3
     assert (batch.tgt_mask.sum(dim=1) == batch.src_mask.sum(dim=1) + 1).all()
+
+
+def fake_result(task: str, row: str, seed: int, accuracies: dict[int, tuple[float, float]]) -> dict:
+    """A run's result.json with (token accuracy, exact match) per test length."""
+    return {
+        "task": task,
+        "row": row,
+        "model": row,
+        "seed": seed,
+        "params": 10,
+        "train_seconds": 1.0,
+        "steps": 5,
+        "best_step": 5,
+        "valid_sequence_accuracy": 1.0,
+        "valid_token_accuracy": 1.0,
+        "train_lengths": [1, 40],
+        "test": [
+            {"length": n, "token_accuracy": tok, "sequence_accuracy": seq, "count": 4}
+            for n, (tok, seq) in accuracies.items()
+        ],
+    }
+
+
+def test_report_averages_over_test_lengths_for_chomsky_tasks_only(tmp_path) -> None:
+    runs = [
+        fake_result("reverse_string", "lstm", 0, {41: (0.9, 0.5), 500: (0.5, 0.0)}),
+        fake_result("reverse_string", "lstm", 1, {41: (1.0, 1.0), 500: (0.6, 0.0)}),
+        fake_result("copy", "lstm", 0, {11: (1.0, 1.0), 22: (0.5, 0.0)}),
+    ]
+    for result in runs:
+        run_dir = tmp_path / "runs" / result["task"] / result["row"] / f"seed-{result['seed']}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "result.json").write_text(json.dumps(result))
+    markdown = write_report(tmp_path, "panm bench x.json")
+    assert "## Averaged over the test lengths" in markdown
+    # seed 0: token (0.9 + 0.5) / 2 = 70%, exact 25%; seed 1: 80%, 50%; std of (70, 80) = 7.1
+    assert "| reverse_string | lstm | 2 | 75.0 ± 7.1 (80.0) | 37.5 ± 17.7 (50.0) |" in markdown
+    assert "| copy | lstm |" not in markdown
+    plain = tmp_path / "plain"
+    (plain / "runs/copy/lstm/seed-0").mkdir(parents=True)
+    (plain / "runs/copy/lstm/seed-0/result.json").write_text(json.dumps(runs[2]))
+    assert "Averaged over the test lengths" not in write_report(plain, "panm bench y.json")
