@@ -28,11 +28,12 @@ The tasks (paper's level: R regular, DCF deterministic context-free, CS context-
 - reverse_string (DCF): binary string -> reversed.
 - duplicate_string (CS): w -> w w.
 - odds_first (CS): s_1 s_2 ... s_n -> s_1 s_3 s_5 ... s_2 s_4 s_6 ... (1-based), e.g.
-  00110101 -> 0100 0111. The paper's text and worked examples put the odd 1-based positions
-  first; the reference generator's code (`s[1::2] + s[::2]` on 0-based indices) puts the other
-  half first (00110101 -> 0111 0100). We follow the text and its examples, which agree with each
-  other; both orders are the same kind of permutation (a stride-2 pass then a jump back), so a
-  model's difficulty, and the comparison with the published numbers, is the same.
+  00110101 -> 0100 0111. The definition and its worked examples (as the authors' reference
+  repository states them) put the odd 1-based positions first; that repository's generator code
+  (`s[1::2] + s[::2]` on 0-based indices) puts the other half first (00110101 -> 0111 0100). We
+  follow the definition and its examples, which agree with each other; both orders are the same
+  kind of permutation (a stride-2 pass, a jump back, a second pass), so the difficulty, and the
+  comparison with the published numbers, should be the same.
 - missing_duplicate_string (CS): w w with one token replaced by the placeholder 2 (and a padding
   token 3 at the end when the length is odd) -> [the missing token]. Lengths >= 2.
 - binary_addition (CS): n 2 m, two little-endian binary numbers around "+" (2) -> n + m
