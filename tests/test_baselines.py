@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from panm.backbones.positions import (
     POSITION_KINDS,
+    RANDOMIZABLE_KINDS,
     ALiBi,
     LearnedPositions,
     RelativePositionBias,
@@ -399,3 +401,72 @@ def test_transformer_stacks_are_batch_invariant(kind: str) -> None:
     torch.testing.assert_close(memory[1:2, :4], alone_memory, atol=1e-5, rtol=0)
     alone = decoder(queries[1:2], alone_memory, mask[1:2, :4], causal=False)
     torch.testing.assert_close(out[1:2], alone, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- randomized positions
+
+
+@pytest.mark.parametrize("kind", RANDOMIZABLE_KINDS)
+def test_randomized_draws_are_sorted_distinct_subsets_of_the_range(kind: str) -> None:
+    torch.manual_seed(0)
+    encoding = build_position_encoding(kind, dim=16, heads=4, max_len=8, random_range=50)
+    draws = [encoding.draw(20, torch.device("cpu")) for _ in range(200)]
+    for positions in draws:
+        assert positions.shape == (20,) and positions.dtype == torch.long
+        assert (positions.diff() > 0).all() and 0 <= positions.min() and positions.max() < 50
+    seen = torch.cat(draws).bincount(minlength=50)
+    assert (seen > 0).all()  # every position of the range is drawn, not only 0..19
+    assert seen[40:].sum() > 0.1 * seen.sum()
+    assert build_position_encoding(kind, dim=16, heads=4, max_len=8).draw(20, "cpu") is None
+
+
+def test_randomized_hooks_use_the_drawn_positions() -> None:
+    positions = torch.tensor([3, 10, 11, 40])
+    sinusoidal = build_position_encoding("sinusoidal", dim=4, heads=1, max_len=1, random_range=64)
+    table = sinusoidal.add_to_input(torch.zeros(1, 4, 4), positions)[0]
+    plain = build_position_encoding("sinusoidal", dim=4, heads=1, max_len=1)
+    torch.testing.assert_close(table, plain.add_to_input(torch.zeros(1, 41, 4))[0, positions])
+    rope = build_position_encoding("rope", dim=8, heads=1, max_len=1, random_range=64)
+    x = torch.randn(1, 1, 41, 8)
+    torch.testing.assert_close(
+        rope.rotate(x[:, :, positions], positions), rope.rotate(x)[:, :, positions]
+    )
+    alibi = ALiBi(heads=2, random_range=64)
+    bias = alibi.attention_bias(4, 4, positions)[0, 0]
+    assert bias[0, 3].item() == pytest.approx(-37 * alibi_slopes(2)[0])
+    relative = RelativePositionBias(heads=2, random_range=64)
+    full = relative.attention_bias(41, 41)[0]
+    torch.testing.assert_close(
+        relative.attention_bias(4, 4, positions)[0], full[:, positions][:, :, positions]
+    )
+
+
+def test_randomized_positions_errors() -> None:
+    with pytest.raises(ValueError, match="randomized positions need one of"):
+        build_position_encoding("learned", dim=8, heads=2, max_len=8, random_range=16)
+    with pytest.raises(ValueError, match="random_positions needs position in"):
+        TransformerConfig(input_vocab_sizes=VOCAB, position="none", random_positions=64)
+    with pytest.raises(ValueError, match="random_positions must be >= 0"):
+        TransformerConfig(input_vocab_sizes=VOCAB, position="rope", random_positions=-1)
+    encoding = build_position_encoding("rope", dim=8, heads=2, max_len=8, random_range=16)
+    with pytest.raises(ValueError, match="at most 16 tokens, got 17"):
+        encoding.draw(17, torch.device("cpu"))
+
+
+def test_transformer_with_randomized_positions_trains_and_varies_by_draw() -> None:
+    torch.manual_seed(0)
+    config = TransformerConfig(
+        input_vocab_sizes=VOCAB,
+        output_vocab_size=OUT,
+        position="rope",
+        random_positions=256,
+        dropout=0.0,
+    )
+    model = TransformerSeq2Seq(config).eval()
+    src, mask = random_batch([30, 12])
+    first, second = model(src, mask, num_steps=30), model(src, mask, num_steps=30)
+    assert first.shape == (2, 30, OUT) and torch.isfinite(first).all()
+    assert not torch.allclose(first, second)  # a fresh draw of positions per forward pass
+    plain = TransformerSeq2Seq(dataclasses.replace(config, random_positions=0)).eval()
+    plain.load_state_dict(model.state_dict())  # randomizing adds no parameters
+    torch.testing.assert_close(plain(src, mask, num_steps=30), plain(src, mask, num_steps=30))

@@ -43,3 +43,16 @@ def test_sorting_recipes_sort_with_one_hard_exclusive_mode2_head():
         assert panm.mode2_exclusion and not panm.mode2_decoys
     priority = default_train_config("priority_sort", "panm").model_overrides
     assert priority["panm.mode2_tie_margin"] == 1.0
+
+
+def test_chomsky_recipes_follow_the_task_families():
+    def overrides(task_name):
+        return default_train_config(task_name, "panm").model_overrides
+
+    bits = {"panm.address_bits": 10}  # 1,024 addresses for test lengths up to 500
+    for task_name in ("reverse_string", "duplicate_string", "odds_first"):
+        assert overrides(task_name) == {**overrides("reverse"), **bits}
+    assert overrides("bucket_sort") == {**overrides("id_sort"), **bits}
+    for task_name in ("binary_addition", "stack_manipulation", "parity_check"):
+        assert overrides(task_name) == {**overrides("dynamic_recall"), **bits}
+    assert default_train_config("bucket_sort", "lstm").model_overrides == {}

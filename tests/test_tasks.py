@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from panm.tasks import TASK_NAMES, Batch, EncodedExample, Task, collate, get_task
+from panm.tasks.chomsky import CHOMSKY_TASKS
 
 ALGORITHMIC = ("copy", "reverse", "mix", "dynamic_recall", "priority_sort", "id_sort")
 LENGTHS = (1, 2, 3, 5, 10, 11, 22, 44, 88)
@@ -347,7 +348,7 @@ def test_validation_ignores_target_and_output(name: str) -> None:
 
 
 def test_registry() -> None:
-    assert TASK_NAMES == (*ALGORITHMIC, "scan")
+    assert TASK_NAMES == (*ALGORITHMIC, *CHOMSKY_TASKS, "scan")
     for name in ALGORITHMIC:
         task = get_task(name)
         assert isinstance(task, Task) and task.name == name

@@ -41,14 +41,33 @@ SORT_BY_CONTENT = {
     "panm.mode2_exclusion": True,
     "panm.mode2_decoys": False,
 }
+FORWARD_GRU_MEMORY = {"encoder": "gru", "memory_source": "encoder", "encoder_bidirectional": False}
+# The Chomsky-hierarchy tasks (docs/chomsky.md) take one recipe per family, chosen from the task
+# definitions before any run on them (none was tuned on their data):
+# - reverse_string, duplicate_string, odds_first output input tokens in an order set by
+#   positions alone (a reverse, a copy twice, two stride-2 passes): the extrapolating design above;
+# - bucket_sort is a sort by content: the sorting tasks' selection sort (equal tokens are
+#   interchangeable, so it needs no rule for ties);
+# - the others answer from what came before a slot (a stack's state, a carry, a pair of copies,
+#   a running count): dynamic recall's forward-GRU memory, whose slot states summarise the prefix.
+# All of them test up to 500 slots (+ 8 decoys), beyond the 256 addresses of 8 bits: 10 bits.
+CHOMSKY_ADDRESSES = {"panm.address_bits": 10}
+CHOMSKY_PREFIX_TASKS = (
+    "stack_manipulation",
+    "missing_duplicate_string",
+    "binary_addition",
+    "even_pairs",
+    "modular_arithmetic",
+    "parity_check",
+    "cycle_navigation",
+)
 PANM_TASK_RECIPES = {
-    "dynamic_recall": {
-        "encoder": "gru",
-        "memory_source": "encoder",
-        "encoder_bidirectional": False,
-    },
+    "dynamic_recall": FORWARD_GRU_MEMORY,
     "priority_sort": {**SORT_BY_CONTENT, "panm.mode2_tie_margin": 1.0},
     "id_sort": SORT_BY_CONTENT,
+    **{key: CHOMSKY_ADDRESSES for key in ("reverse_string", "duplicate_string", "odds_first")},
+    "bucket_sort": {**SORT_BY_CONTENT, **CHOMSKY_ADDRESSES},
+    **{key: {**FORWARD_GRU_MEMORY, **CHOMSKY_ADDRESSES} for key in CHOMSKY_PREFIX_TASKS},
 }
 
 # The issue-5 protocol: at most 15 minutes of CPU training per run (whichever of steps and

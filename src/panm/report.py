@@ -4,7 +4,8 @@
 
     OUT/results.json     the raw results, one object per run
     OUT/results.csv      one line per run, with sequence and token accuracy per test length
-    OUT/results.md       per task, a table of rows (models and variants) by test length
+    OUT/results.md       per task, a table of rows (models and variants) by test length, then
+                         for Chomsky-hierarchy tasks accuracy averaged over the test lengths
     OUT/plot_<task>.png  sequence accuracy against test length, one line per row
 
 A row's statistics are over its seeds: the mean, and the sample standard deviation (n - 1; 0 for
@@ -25,6 +26,7 @@ from typing import Any
 from panm.models.registry import MODEL_NAMES
 from panm.pretrained import atomic_write
 from panm.tasks import TASK_NAMES
+from panm.tasks.chomsky import CHOMSKY_TASKS
 
 RESULT_GLOB = "runs/*/*/*/result.json"
 ERROR_GLOB = "runs/*/*/*/error.txt"
@@ -133,6 +135,9 @@ def write_report(out_dir: str | Path, command: str) -> str:
     results = load_results(out_dir)
     tables = summarize(results)
     markdown = format_markdown(tables, command, load_failures(out_dir), split_table(results))
+    averages = length_average_table(results)
+    if averages:
+        markdown += "\n" + "\n".join(averages) + "\n"
     atomic_write(
         out_dir / "results.json", lambda p: p.write_text(json.dumps(results, indent=2) + "\n")
     )
@@ -187,6 +192,40 @@ def split_table(results: list[dict[str, Any]]) -> list[str]:
                 text += f" ({_percent(Stat.of(oracle), std=False)})"
             texts.append(f"{text}, n={len(tests)}")
         lines.append(f"| {row} | " + " | ".join(texts) + " |")
+    return lines
+
+
+def length_average_table(results: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of a table of accuracy averaged over each run's test lengths, the score of
+    the Chomsky-hierarchy protocol (Deletang et al. 2023), for the runs of its tasks
+    (`panm.tasks.chomsky`), one line per task and row; [] when there are none.
+
+    Per run: the mean over its test lengths of per-token accuracy and of exact match. Cells:
+    mean ± std over seeds, then the best seed's value (the paper reports the best of its seeds).
+    """
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for result in sorted(results, key=lambda r: _row_order(r["task"], r["row"], r["model"])):
+        tests = [t for t in result["test"] if isinstance(t["length"], int)]
+        if tests and result["task"] in CHOMSKY_TASKS:
+            token = statistics.fmean(t["token_accuracy"] for t in tests)
+            exact = statistics.fmean(t["sequence_accuracy"] for t in tests)
+            groups.setdefault((result["task"], result["row"]), []).append((token, exact))
+    if not groups:
+        return []
+    lines = [
+        "## Averaged over the test lengths",
+        "",
+        "Per run, the mean over its test lengths; cells: mean ± std over seeds, then (best",
+        "seed). *n*: seeds.",
+        "",
+        "| task | row | n | per-token accuracy % | exact match % |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for (task, row), runs in groups.items():
+        cells = []
+        for values in ([token for token, _ in runs], [exact for _, exact in runs]):
+            cells.append(f"{_percent(Stat.of(values))} ({100 * max(values):.1f})")
+        lines.append(f"| {task} | {row} | {len(runs)} | {cells[0]} | {cells[1]} |")
     return lines
 
 

@@ -3,13 +3,20 @@
 Every encoding is a :class:`PositionEncoding` with three hooks, each a no-op unless the encoding
 needs it, so that one attention module serves them all:
 
-* `add_to_input(x)`: absolute encodings ("sinusoidal", "learned") add a vector per position to the
-  layer input (B, L, D).
-* `attention_bias(q_len, k_len)`: relative encodings ("relative": T5 bucketed bias, "alibi")
-  return a bias (1, heads, Lq, Lk) added to the attention scores of every layer.
-* `rotate(x)`: "rope" rotates queries and keys (B, heads, L, head_dim) by their positions.
+* `add_to_input(x, positions)`: absolute encodings ("sinusoidal", "learned") add a vector per
+  position to the layer input (B, L, D).
+* `attention_bias(q_len, k_len, positions)`: relative encodings ("relative": T5 bucketed bias,
+  "alibi") return a bias (1, heads, Lq, Lk) added to the attention scores of every layer.
+* `rotate(x, positions)`: "rope" rotates queries and keys (B, heads, L, head_dim) by their
+  positions.
 
-"none" (NoPE) uses no hook at all. Positions count from 0 in every sequence.
+"none" (NoPE) uses no hook at all. Positions count from 0 in every sequence (`positions` None),
+unless the encoding is *randomized* (Ruoss et al. 2023, "Randomized Positional Encodings Boost
+Length Generalization of Transformers"): then `draw(length)` gives the positions of a forward
+pass, a sorted random subset of 0..random_range-1, so that training on short sequences already
+meets the positions (and the gaps between them) of long test sequences. A stack draws once per
+forward pass, in training and evaluation alike, and passes the draw to every hook of every layer;
+the whole batch shares it (a sequence shorter than the batch's longest takes the first positions).
 """
 
 from __future__ import annotations
@@ -20,41 +27,78 @@ import torch
 from torch import Tensor, nn
 
 POSITION_KINDS = ("sinusoidal", "learned", "relative", "rope", "alibi", "none")
+RANDOMIZABLE_KINDS = ("sinusoidal", "relative", "rope", "alibi")
+"""Kinds that accept any position, so `random_range` > 0 (randomized positions)."""
 
 
 class PositionEncoding(nn.Module):
-    """Base class and the "none" encoding (NoPE): adds no position information."""
+    """Base class and the "none" encoding (NoPE): adds no position information.
 
-    def add_to_input(self, x: Tensor) -> Tensor:
+    random_range: 0 for positions 0..L-1; R > 0 for randomized positions drawn from 0..R-1.
+    """
+
+    def __init__(self, random_range: int = 0) -> None:
+        super().__init__()
+        if random_range < 0:
+            raise ValueError(f"random_range must be >= 0, got {random_range}")
+        self.random_range = random_range
+
+    def draw(self, length: int, device: torch.device) -> Tensor | None:
+        """Positions (length,) long for a forward pass over sequences of `length`: None (they
+        are 0..length-1) unless randomized, then a sorted uniform subset of 0..random_range-1."""
+        if not self.random_range:
+            return None
+        if length > self.random_range:
+            raise ValueError(
+                f"randomized positions cover sequences of at most {self.random_range} tokens, "
+                f"got {length}; raise random_positions"
+            )
+        return torch.randperm(self.random_range, device=device)[:length].sort().values
+
+    def add_to_input(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         """x (B, L, D) -> (B, L, D) with absolute positions added."""
         return x
 
-    def attention_bias(self, q_len: int, k_len: int) -> Tensor | None:
+    def attention_bias(
+        self, q_len: int, k_len: int, positions: Tensor | None = None
+    ) -> Tensor | None:
         """A bias (1, heads, Lq, Lk) for attention scores, or None."""
         return None
 
-    def rotate(self, x: Tensor) -> Tensor:
+    def rotate(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         """Queries or keys (B, heads, L, head_dim), rotated by their positions."""
         return x
 
 
-def key_minus_query(q_len: int, k_len: int, device: torch.device) -> Tensor:
-    """Offsets (Lq, Lk): entry [i, j] is j - i."""
-    return torch.arange(k_len, device=device)[None, :] - torch.arange(q_len, device=device)[:, None]
+def position_ids(length: int, positions: Tensor | None, device: torch.device) -> Tensor:
+    """The first `length` of `positions` (a draw), or 0..length-1 when there is none; long."""
+    if positions is None:
+        return torch.arange(length, device=device)
+    return positions[:length]
+
+
+def key_minus_query(
+    q_len: int, k_len: int, device: torch.device, positions: Tensor | None = None
+) -> Tensor:
+    """Offsets (Lq, Lk): entry [i, j] is position j - position i (j - i without a draw)."""
+    return (
+        position_ids(k_len, positions, device)[None, :]
+        - position_ids(q_len, positions, device)[:, None]
+    )
 
 
 class SinusoidalPositions(PositionEncoding):
     """The fixed sin/cos encoding of "Attention Is All You Need"; defined for any length."""
 
-    def __init__(self, dim: int) -> None:
-        super().__init__()
+    def __init__(self, dim: int, random_range: int = 0) -> None:
+        super().__init__(random_range)
         if dim % 2:
             raise ValueError(f"sinusoidal positions need an even width, got {dim}")
         self.dim = dim
 
-    def add_to_input(self, x: Tensor) -> Tensor:
+    def add_to_input(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         length = x.shape[1]
-        position = torch.arange(length, device=x.device, dtype=torch.float32)[:, None]
+        position = position_ids(length, positions, x.device).float()[:, None]
         freq = torch.exp(
             torch.arange(0, self.dim, 2, device=x.device, dtype=torch.float32)
             * (-math.log(10000.0) / self.dim)
@@ -74,7 +118,7 @@ class LearnedPositions(PositionEncoding):
         self.table = nn.Embedding(max_len, dim)
         nn.init.normal_(self.table.weight, std=0.02)
 
-    def add_to_input(self, x: Tensor) -> Tensor:
+    def add_to_input(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         length = x.shape[1]
         if length > self.max_len:
             raise ValueError(
@@ -92,8 +136,10 @@ class RelativePositionBias(PositionEncoding):
     bucket. Positive and negative offsets use separate halves of the buckets (bidirectional).
     """
 
-    def __init__(self, heads: int, num_buckets: int = 32, max_distance: int = 128) -> None:
-        super().__init__()
+    def __init__(
+        self, heads: int, num_buckets: int = 32, max_distance: int = 128, random_range: int = 0
+    ) -> None:
+        super().__init__(random_range)
         self.num_buckets = num_buckets
         self.max_distance = max_distance
         self.table = nn.Embedding(num_buckets, heads)
@@ -109,8 +155,8 @@ class RelativePositionBias(PositionEncoding):
         far = far.clamp(max=half - 1)
         return (offset > 0).long() * half + torch.where(distance < exact, distance, far)
 
-    def attention_bias(self, q_len: int, k_len: int) -> Tensor:
-        offset = key_minus_query(q_len, k_len, self.table.weight.device)
+    def attention_bias(self, q_len: int, k_len: int, positions: Tensor | None = None) -> Tensor:
+        offset = key_minus_query(q_len, k_len, self.table.weight.device, positions)
         return self.table(self.bucket(offset)).permute(2, 0, 1).unsqueeze(0)
 
 
@@ -127,12 +173,12 @@ class ALiBi(PositionEncoding):
 
     slopes: Tensor
 
-    def __init__(self, heads: int) -> None:
-        super().__init__()
+    def __init__(self, heads: int, random_range: int = 0) -> None:
+        super().__init__(random_range)
         self.register_buffer("slopes", torch.tensor(alibi_slopes(heads)), persistent=False)
 
-    def attention_bias(self, q_len: int, k_len: int) -> Tensor:
-        distance = key_minus_query(q_len, k_len, self.slopes.device).abs()
+    def attention_bias(self, q_len: int, k_len: int, positions: Tensor | None = None) -> Tensor:
+        distance = key_minus_query(q_len, k_len, self.slopes.device, positions).abs()
         return (-self.slopes[:, None, None] * distance).unsqueeze(0)
 
 
@@ -144,36 +190,43 @@ class RotaryPositions(PositionEncoding):
 
     inv_freq: Tensor
 
-    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
-        super().__init__()
+    def __init__(self, head_dim: int, base: float = 10000.0, random_range: int = 0) -> None:
+        super().__init__(random_range)
         if head_dim % 2:
             raise ValueError(f"rope needs an even head width, got {head_dim}")
         inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def rotate(self, x: Tensor) -> Tensor:
-        position = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
+    def rotate(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
+        position = position_ids(x.shape[-2], positions, x.device).float()
         angle = position[:, None] * self.inv_freq[None, :]  # (L, head_dim / 2)
         cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
-def build_position_encoding(kind: str, dim: int, heads: int, max_len: int) -> PositionEncoding:
+def build_position_encoding(
+    kind: str, dim: int, heads: int, max_len: int, random_range: int = 0
+) -> PositionEncoding:
     """The encoding `kind` (one of POSITION_KINDS) for model width `dim` split into `heads`.
 
-    `max_len` bounds only "learned" positions.
+    `max_len` bounds only "learned" positions. random_range > 0 randomizes the positions of the
+    kinds in RANDOMIZABLE_KINDS (a ValueError for the others).
     """
+    if random_range and kind not in RANDOMIZABLE_KINDS:
+        raise ValueError(
+            f"randomized positions need one of {RANDOMIZABLE_KINDS}, got position {kind!r}"
+        )
     if kind == "sinusoidal":
-        return SinusoidalPositions(dim)
+        return SinusoidalPositions(dim, random_range=random_range)
     if kind == "learned":
         return LearnedPositions(dim, max_len)
     if kind == "relative":
-        return RelativePositionBias(heads)
+        return RelativePositionBias(heads, random_range=random_range)
     if kind == "rope":
-        return RotaryPositions(dim // heads)
+        return RotaryPositions(dim // heads, random_range=random_range)
     if kind == "alibi":
-        return ALiBi(heads)
+        return ALiBi(heads, random_range=random_range)
     if kind == "none":
         return PositionEncoding()
     raise ValueError(f"position must be one of {POSITION_KINDS}, got {kind!r}")

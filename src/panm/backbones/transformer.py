@@ -66,11 +66,13 @@ class MultiHeadAttention(nn.Module):
         key_mask: Tensor | None = None,
         causal: bool = False,
         position: PositionEncoding | None = None,
+        positions: Tensor | None = None,
     ) -> Tensor:
         """x (B, Lq, D), context (B, Lk, D), key_mask (B, Lk) bool -> (B, Lq, D).
 
         `causal` lets query i see keys 0..i only; `position` rotates queries and keys and/or
-        biases the scores (self-attention only: positions of queries and keys count from 0).
+        biases the scores (self-attention only: queries and keys share the positions, 0, 1, ...
+        or the stack's draw `positions` (Lq,) of a randomized encoding).
         """
         batch, q_len, dim = x.shape
         k_len = context.shape[1]
@@ -78,8 +80,8 @@ class MultiHeadAttention(nn.Module):
         k, v = self.key_value(context).view(batch, k_len, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
         bias = None
         if position is not None:
-            q, k = position.rotate(q), position.rotate(k)
-            bias = position.attention_bias(q_len, k_len)
+            q, k = position.rotate(q, positions), position.rotate(k, positions)
+            bias = position.attention_bias(q_len, k_len, positions)
         mask = attention_mask(bias, key_mask, causal, q, k_len)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
@@ -110,9 +112,11 @@ class EncoderLayer(nn.Module):
         self.ln_ff = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, ff_dim, dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, position: PositionEncoding) -> Tensor:
+    def forward(
+        self, x: Tensor, mask: Tensor, position: PositionEncoding, positions: Tensor | None
+    ) -> Tensor:
         h = self.ln_attn(x)
-        x = x + self.attn(h, h, key_mask=mask, position=position)
+        x = x + self.attn(h, h, key_mask=mask, position=position, positions=positions)
         return x + self.ff(self.ln_ff(x))
 
 
@@ -135,9 +139,10 @@ class DecoderLayer(nn.Module):
         memory_mask: Tensor,
         causal: bool,
         position: PositionEncoding,
+        positions: Tensor | None,
     ) -> Tensor:
         h = self.ln_self(x)
-        x = x + self.self_attn(h, h, causal=causal, position=position)
+        x = x + self.self_attn(h, h, causal=causal, position=position, positions=positions)
         x = x + self.cross_attn(self.ln_cross(x), memory, key_mask=memory_mask)
         return x + self.ff(self.ln_ff(x))
 
@@ -156,9 +161,10 @@ class _LayerStack(nn.Module):
         dropout: float,
         position: str,
         max_len: int = 512,
+        random_positions: int = 0,
     ) -> None:
         super().__init__()
-        self.position = build_position_encoding(position, dim, heads, max_len)
+        self.position = build_position_encoding(position, dim, heads, max_len, random_positions)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             self.layer_class(dim, heads, ff_dim, dropout) for _ in range(layers)
@@ -169,16 +175,18 @@ class _LayerStack(nn.Module):
 class TransformerEncoder(_LayerStack):
     """A stack of pre-LN encoder layers with a final LayerNorm.
 
-    position: one of `POSITION_KINDS`; max_len bounds only "learned" positions.
+    position: one of `POSITION_KINDS`; max_len bounds only "learned" positions;
+    random_positions > 0 randomizes positions over 0..random_positions-1 (see `positions.py`).
     forward: x (B, L, D), mask (B, L) bool (True on real slots) -> (B, L, D).
     """
 
     layer_class = EncoderLayer
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        x = self.dropout(self.position.add_to_input(x))
+        positions = self.position.draw(x.shape[1], x.device)
+        x = self.dropout(self.position.add_to_input(x, positions))
         for layer in self.layers:
-            x = layer(x, mask, self.position)
+            x = layer(x, mask, self.position, positions)
         return self.ln_final(x)
 
 
@@ -192,7 +200,8 @@ class TransformerDecoder(_LayerStack):
     layer_class = DecoderLayer
 
     def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor, causal: bool) -> Tensor:
-        x = self.dropout(self.position.add_to_input(x))
+        positions = self.position.draw(x.shape[1], x.device)
+        x = self.dropout(self.position.add_to_input(x, positions))
         for layer in self.layers:
-            x = layer(x, memory, memory_mask, causal, self.position)
+            x = layer(x, memory, memory_mask, causal, self.position, positions)
         return self.ln_final(x)

@@ -2,7 +2,8 @@
 
 The decoder is causal in both decoding modes, so step t never depends on later steps, and
 with decoder_input "none" the logits of a step do not depend on how many steps are decoded
-(a batch decodes as many steps as its longest target needs).
+(a batch decodes as many steps as its longest target needs); with randomized positions
+(`random_positions`) this holds for a given draw of positions only.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from panm.backbones.positions import POSITION_KINDS
+from panm.backbones.positions import POSITION_KINDS, RANDOMIZABLE_KINDS
 from panm.backbones.transformer import TransformerDecoder, TransformerEncoder
 from panm.models.base import DecoderInput, Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
 
@@ -28,6 +29,10 @@ class TransformerConfig(Seq2SeqConfig):
     position: "sinusoidal", "learned", "relative" (T5 bias), "rope", "alibi" or "none" (NoPE),
         used by both stacks (default "sinusoidal").
     max_positions: longest sequence "learned" positions cover (default 512).
+    random_positions: 0 (default) for positions 0, 1, ...; R > 0 for randomized positions
+        (Ruoss et al. 2023): each forward pass of a stack, in training and evaluation, draws its
+        positions as a sorted random subset of 0..R-1 (R at least the longest input or output;
+        "sinusoidal", "relative", "rope" or "alibi" only).
     """
 
     d_model: int = 128
@@ -38,6 +43,7 @@ class TransformerConfig(Seq2SeqConfig):
     dropout: float = 0.1
     position: str = "sinusoidal"
     max_positions: int = 512
+    random_positions: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -49,6 +55,12 @@ class TransformerConfig(Seq2SeqConfig):
             raise ValueError("layers, ff_dim and max_positions must be positive")
         if self.position not in POSITION_KINDS:
             raise ValueError(f"position must be one of {POSITION_KINDS}, got {self.position!r}")
+        if self.random_positions < 0:
+            raise ValueError(f"random_positions must be >= 0, got {self.random_positions}")
+        if self.random_positions and self.position not in RANDOMIZABLE_KINDS:
+            raise ValueError(
+                f"random_positions needs position in {RANDOMIZABLE_KINDS}, got {self.position!r}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -70,13 +82,14 @@ class TransformerSeq2Seq(Seq2SeqModel):
         dim = config.d_model
         heads, ff_dim, dropout = config.num_heads, config.ff_dim, config.dropout
         position, max_len = config.position, config.max_positions
+        randomized = config.random_positions
         self.embed = TokenEmbedding(config.input_vocab_sizes, dim)
         self.encoder = TransformerEncoder(
-            dim, heads, config.encoder_layers, ff_dim, dropout, position, max_len
+            dim, heads, config.encoder_layers, ff_dim, dropout, position, max_len, randomized
         )
         self.decoder_input = DecoderInput(config.decoder_input, config.output_vocab_size, dim)
         self.decoder = TransformerDecoder(
-            dim, heads, config.decoder_layers, ff_dim, dropout, position, max_len
+            dim, heads, config.decoder_layers, ff_dim, dropout, position, max_len, randomized
         )
         self.head = nn.Linear(dim, config.output_vocab_size)
 

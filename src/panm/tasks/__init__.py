@@ -1,4 +1,5 @@
-"""The benchmark tasks, by name: the six algorithmic tasks and SCAN.
+"""The benchmark tasks, by name: the six algorithmic tasks, the Chomsky-hierarchy tasks
+(`panm.tasks.chomsky`) and SCAN.
 
 >>> task = get_task("copy", num_symbols=10)
 >>> task.target({"seq": [3, 1, 4]})
@@ -11,8 +12,9 @@ import inspect
 
 from panm.tasks.algorithmic import ALGORITHMIC_TASKS
 from panm.tasks.base import Batch, EncodedExample, Task, collate
+from panm.tasks.chomsky import CHOMSKY_TASKS
 
-TASK_NAMES: tuple[str, ...] = (*ALGORITHMIC_TASKS, "scan")
+TASK_NAMES: tuple[str, ...] = (*ALGORITHMIC_TASKS, *CHOMSKY_TASKS, "scan")
 """Every task name `get_task` accepts."""
 
 __all__ = ["TASK_NAMES", "Batch", "EncodedExample", "Task", "collate", "get_task"]
@@ -25,6 +27,8 @@ def get_task(name: str, **kwargs: object) -> Task:
     """
     if name in ALGORITHMIC_TASKS:
         task_class: type[Task] = ALGORITHMIC_TASKS[name]
+    elif name in CHOMSKY_TASKS:
+        task_class = CHOMSKY_TASKS[name]
     elif name == "scan":
         from panm.tasks.scan import ScanTask
 

@@ -73,11 +73,15 @@ class AlgorithmicTask(Task):
     # --- examples ---------------------------------------------------------------------------
 
     def sample(self, rng: random.Random, length: int) -> dict:
-        """A random example: "seq" has `length` uniform symbols, then the task's extra fields."""
+        """A random example: "seq" (`_sample_seq`), then the task's extra fields."""
         if not is_int(length) or length < self.min_length():
             raise ValueError(f"{self.name} needs length >= {self.min_length()}, got {length!r}")
-        seq = [rng.randrange(self.num_symbols) for _ in range(length)]
+        seq = self._sample_seq(rng, length)
         return {"seq": seq, **self._sample_rest(rng, seq)}
+
+    def _sample_seq(self, rng: random.Random, length: int) -> list[int]:
+        """The "seq" of a random example: `length` uniform symbols."""
+        return [rng.randrange(self.num_symbols) for _ in range(length)]
 
     def _sample_rest(self, rng: random.Random, seq: list[int]) -> dict:
         """The fields besides "seq" of a random example."""
