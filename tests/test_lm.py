@@ -236,3 +236,27 @@ def test_smollm2_end_to_end(tmp_path) -> None:
         model = load_model(tmp_path / name / "checkpoints" / f"step-{3:08d}")
         _task, batch = batch_of("copy", size=2, lengths=(3, 3))
         assert model.generate(batch.src, batch.src_mask, 3).shape == (2, 3)
+
+
+def test_lm_term_dropout_leaves_panm_alone_on_some_training_sequences(tiny_lms) -> None:
+    task, batch = batch_of("copy", size=16)
+    path = str(tiny_lms["llama"])
+    deterministic = {"panm.base_sampling": False, "panm.decoy_slots": 0}
+    model = build_model("lm+panm", task, {"base_model": path, **deterministic})
+    with torch.no_grad():
+        for parameter in model.memory.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    lm_terms = build_model("lm", task, {"base_model": path}).eval()
+    tgt_in = shifted(batch.tgt)
+    full = model.eval()(batch.src, batch.src_mask, tgt_in=tgt_in)
+    alone = full - lm_terms(batch.src, batch.src_mask, tgt_in=tgt_in)
+    torch.manual_seed(0)
+    dropped = model.train()(batch.src, batch.src_mask, tgt_in=tgt_in)
+    kinds = []
+    for i in range(len(batch)):
+        if torch.allclose(dropped[i], full[i], atol=1e-5):
+            kinds.append("kept")
+        else:
+            torch.testing.assert_close(dropped[i], alone[i], atol=1e-5, rtol=1e-5)
+            kinds.append("dropped")
+    assert set(kinds) == {"kept", "dropped"}

@@ -280,10 +280,13 @@ class LMSeq2Seq(Seq2SeqModel):
         if head.bias is not None:
             logits = logits + head.bias[self.symbol_tokens]
         logits = logits + self.answer_head(last)
-        if self.memory is not None:
-            panm = self.memory(self.memory_in(memory), memory_mask, inputs=self.controller_in(last))
-            logits = logits + panm.logits
-        return logits
+        if self.memory is None:
+            return logits
+        if self.training and self.config.lm_term_dropout:
+            drop = torch.rand(len(logits), 1, 1, device=logits.device) < self.config.lm_term_dropout
+            logits = logits.masked_fill(drop, 0.0)
+        panm = self.memory(self.memory_in(memory), memory_mask, inputs=self.controller_in(last))
+        return logits + panm.logits
 
     @staticmethod
     def _pad(rows: list[Tensor]) -> tuple[Tensor, Tensor]:
