@@ -17,7 +17,7 @@ import torch
 
 from panm.checkpoint import CheckpointError, load_checkpoint_model, resolve_checkpoint
 from panm.data import format_jsonl, generate_examples, read_jsonl, write_jsonl
-from panm.evaluation import evaluate_lengths, predict
+from panm.evaluation import TEST_SETS, evaluate_lengths, predict, seed_of_test_set
 from panm.models.registry import MODEL_NAMES
 from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
@@ -97,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", required=True, help="run directory or model folder")
     ev.add_argument("--lengths", help="comma-separated test lengths (default: the task's)")
     ev.add_argument("--count", type=int, default=500, help="examples per length")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--test-set",
+        choices=tuple(TEST_SETS),
+        default="dev",
+        help="dev (default): for exploring and choosing; final: only for published results",
+    )
+    ev.add_argument("--seed", type=int, default=0, help="seed of the model's random draws")
     ev.add_argument("--which", choices=("best", "latest"), default="best")
     ev.add_argument("--task", help="task, when the checkpoint is not inside a run directory")
     ev.add_argument("--out", help="JSON results file (default: CHECKPOINT/eval.json)")
@@ -126,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", help="results folder (default: bench_out/quick or bench_out/NAME)")
     be.add_argument("--jobs", type=int, help="runs at once (default: one per CPU core)")
     be.add_argument("--device", help="device of every run, e.g. cuda (default: the config's)")
+    be.add_argument(
+        "--test-set",
+        choices=tuple(TEST_SETS),
+        help="dev or final (default: the config's test_set; dev if it names none; --quick: final)",
+    )
     be.add_argument("--no-progress", action="store_true")
     be.set_defaults(run=run_bench)
 
@@ -298,7 +309,7 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.lengths
         else list(task.default_test_lengths)
     )
-    results = evaluate_lengths(model, task, lengths, args.count, args.seed, device=args.device)
+    results = evaluate_lengths(model, task, lengths, args.count, args.test_set, device=args.device)
     oracle = task.eos_id is not None  # data-set tasks with EOS: also the oracle-length score
     print(
         f"{'length':>8} {'sequence acc':>13} {'token acc':>10} {'examples':>9}"
@@ -313,6 +324,7 @@ def run_eval(args: argparse.Namespace) -> int:
     payload = {
         "checkpoint": str(resolve_checkpoint(args.checkpoint, args.which)),
         "task": task.name,
+        "test_set": {"name": args.test_set, "seed": seed_of_test_set(args.test_set)},
         "seed": args.seed,
         "settings": settings,
         "results": {str(k): v.as_dict() for k, v in results.items()},
@@ -337,7 +349,15 @@ def run_bench(args: argparse.Namespace) -> int:
 
     name = "quick" if args.quick else Path(args.config or "bench").stem
     out = args.out or str(Path("bench_out") / name)
-    return bench_main(args.config, args.quick, out, args.jobs, not args.no_progress, args.device)
+    return bench_main(
+        args.config,
+        args.quick,
+        out,
+        args.jobs,
+        not args.no_progress,
+        args.device,
+        args.test_set,
+    )
 
 
 def run_speed(args: argparse.Namespace) -> int:

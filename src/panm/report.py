@@ -127,12 +127,13 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, list[RowSummary]]:
     return tables
 
 
-def write_report(out_dir: str | Path, command: str) -> str:
+def write_report(out_dir: str | Path) -> str:
     """Writes results.json, results.csv, results.md and the plots; returns the Markdown."""
     out_dir = Path(out_dir)
     results = load_results(out_dir)
     tables = summarize(results)
-    markdown = format_markdown(tables, command, load_failures(out_dir), split_table(results))
+    commands = sorted({r["command"] for r in results if r.get("command")})
+    markdown = format_markdown(tables, commands, load_failures(out_dir), split_table(results))
     atomic_write(
         out_dir / "results.json", lambda p: p.write_text(json.dumps(results, indent=2) + "\n")
     )
@@ -197,7 +198,7 @@ def _split_order(split: str) -> tuple:
 
 def format_markdown(
     tables: dict[str, list[RowSummary]],
-    command: str,
+    commands: list[str],
     failures: list[dict[str, str]],
     by_split: list[str] | None = None,
 ) -> str:
@@ -206,7 +207,7 @@ def format_markdown(
     lines = [
         "# Benchmark results",
         "",
-        f"Command: `{command}`",
+        "Command: " + ", ".join(f"`{c}`" for c in commands) if commands else "Command: unknown",
         "",
         "Each test-length cell: sequence accuracy % (exact match), mean ± standard deviation",
         "over seeds, then (token accuracy %, mean). *valid*: sequence accuracy % on held-out",
