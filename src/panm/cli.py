@@ -140,6 +140,31 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--no-progress", action="store_true")
     be.set_defaults(run=run_bench)
 
+    rp = commands.add_parser(
+        "report", help="tables from raw results: a bench folder's report, published tables"
+    )
+    rp.add_argument(
+        "folder", nargs="?", help="bench folder: rewrite its report from its runs' result.json"
+    )
+    rp.add_argument(
+        "--publish",
+        metavar="DIR",
+        help="copy FOLDER's raw results (no checkpoints) to DIR/runs and write the report there",
+    )
+    rp.add_argument(
+        "--tables",
+        nargs="+",
+        metavar="MARKDOWN",
+        help="regenerate the panm-table blocks of these Markdown files from their results",
+    )
+    rp.add_argument(
+        "--check",
+        metavar="ROOT",
+        help="change nothing; list every published table under ROOT (README.md, docs/) that "
+        "differs from its raw results, exit 1 if any",
+    )
+    rp.set_defaults(run=run_report)
+
     sp = commands.add_parser("bench-speed", help="training/evaluation throughput, PANM vs baseline")
     sp.add_argument("--out", help="JSON results file (default: bench_out/speed.json)")
     sp.add_argument("--quick", action="store_true", help="fewer repeats")
@@ -358,6 +383,40 @@ def run_bench(args: argparse.Namespace) -> int:
         args.device,
         args.test_set,
     )
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from panm.report import check_published, publish, update_tables, write_report
+
+    if args.publish and not args.folder:
+        raise UsageError("--publish DIR needs the bench FOLDER to copy from")
+    if not (args.folder or args.tables or args.check):
+        raise UsageError("give a bench FOLDER, --tables MARKDOWN... or --check ROOT")
+    if args.folder:
+        if not Path(args.folder).is_dir():
+            raise FileNotFoundError(f"{args.folder}: no such folder")
+        if args.publish:
+            publish(args.folder, args.publish)
+            print(f"wrote {args.publish}/runs and its report", file=sys.stderr)
+        else:
+            write_report(args.folder)
+            print(f"wrote the report of {args.folder}", file=sys.stderr)
+    for name in args.tables or []:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        text, folders = update_tables(path)
+        if text != path.read_text():
+            atomic_write(path, lambda p, t=text: p.write_text(t))
+        print(f"{path}: {len(folders)} table block(s) from their results", file=sys.stderr)
+    if args.check:
+        problems = check_published(args.check)
+        for problem in problems:
+            print(f"panm: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        print("every published table agrees with its raw results", file=sys.stderr)
+    return 0
 
 
 def run_speed(args: argparse.Namespace) -> int:
