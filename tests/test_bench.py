@@ -276,9 +276,10 @@ def test_report_statistics(tmp_path):
     assert row.sequence[22].std == pytest.approx(0.1)
     assert row.token[11].mean == pytest.approx(0.9)
     markdown = write_report(tmp_path)
-    cells = "| lstm | 1,000 | 3 | 2.0 min | 100.0 ± 0.0 | 70.0 ± 26.5 (90.0) | 10.0 ± 10.0 (40.0) |"
+    cells = "| lstm | 1,000 | 3 | 10 | 2.0 min | 100.0 ± 0.0 | 70.0 ± 26.5 (90.0) | 10.0 ± 10.0 "
     assert cells in markdown
-    assert "seeds 0, 1, 2" in markdown and "lengths 1–10" in markdown
+    assert "Seeds 0, 1, 2; test set not recorded, 100 sequences per length" in markdown
+    assert "on lengths 1–10" in markdown
 
 
 def test_quick_preset_matches_its_file():
