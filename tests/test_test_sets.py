@@ -72,10 +72,10 @@ def test_quick_budget_is_steps_with_time_only_a_safety():
         (spec.train.model, spec.train.steps, spec.train.minutes) for spec in plan_runs(QUICK)
     }
     assert budgets == {
-        ("panm", 5000, 30.0),
-        ("lstm", 5000, 30.0),
-        ("attention", 5000, 30.0),
-        ("transformer", 2000, 30.0),
+        ("panm", 5000, 60.0),
+        ("lstm", 5000, 60.0),
+        ("attention", 5000, 60.0),
+        ("transformer", 2000, 60.0),
     }
     with pytest.raises(ValueError, match="model_steps: unknown model 'gpt'"):
         BenchConfig.from_dict({**TINY, "model_steps": {"gpt": 10}})
