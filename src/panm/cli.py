@@ -128,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = commands.add_parser("bench", help="tasks x models x seeds: tables and plots")
     be.add_argument("config", nargs="?", help="bench config JSON (see configs/)")
-    be.add_argument("--quick", action="store_true", help="the quick preset (about 10 minutes)")
+    be.add_argument(
+        "--quick",
+        action="store_true",
+        help="the README's table: 8 runs of 5,000 steps (the Transformer 2,000), final test set",
+    )
     be.add_argument("--out", help="results folder (default: bench_out/quick or bench_out/NAME)")
     be.add_argument("--jobs", type=int, help="runs at once (default: one per CPU core)")
     be.add_argument("--device", help="device of every run, e.g. cuda (default: the config's)")
@@ -386,37 +390,13 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from panm.report import check_published, publish, update_tables, write_report
+    from panm.report import report_main
 
     if args.publish and not args.folder:
         raise UsageError("--publish DIR needs the bench FOLDER to copy from")
     if not (args.folder or args.tables or args.check):
         raise UsageError("give a bench FOLDER, --tables MARKDOWN... or --check ROOT")
-    if args.folder:
-        if not Path(args.folder).is_dir():
-            raise FileNotFoundError(f"{args.folder}: no such folder")
-        if args.publish:
-            publish(args.folder, args.publish)
-            print(f"wrote {args.publish}/runs and its report", file=sys.stderr)
-        else:
-            write_report(args.folder)
-            print(f"wrote the report of {args.folder}", file=sys.stderr)
-    for name in args.tables or []:
-        path = Path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file")
-        text, folders = update_tables(path)
-        if text != path.read_text():
-            atomic_write(path, lambda p, t=text: p.write_text(t))
-        print(f"{path}: {len(folders)} table block(s) from their results", file=sys.stderr)
-    if args.check:
-        problems = check_published(args.check)
-        for problem in problems:
-            print(f"panm: {problem}", file=sys.stderr)
-        if problems:
-            return 1
-        print("every published table agrees with its raw results", file=sys.stderr)
-    return 0
+    return report_main(args.folder, args.publish, args.tables or [], args.check)
 
 
 def run_speed(args: argparse.Namespace) -> int:

@@ -506,6 +506,40 @@ def check_published(root: str | Path) -> list[str]:
     return problems
 
 
+def report_main(
+    folder: str | None, publish_to: str | None, tables: list[str], check_root: str | None
+) -> int:
+    """`panm report [FOLDER [--publish DIR]] [--tables MARKDOWN...] [--check ROOT]`: rewrites a
+    bench folder's report (or publishes its raw results to DIR), regenerates the panm-table
+    blocks of the Markdown files, then checks every published table under ROOT. Returns 0, or 1
+    when the check finds a table that differs from its raw results (each printed)."""
+    if folder:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
+        if publish_to:
+            publish(folder, publish_to)
+            print(f"wrote {publish_to}/runs and its report", file=sys.stderr)
+        else:
+            write_report(folder)
+            print(f"wrote the report of {folder}", file=sys.stderr)
+    for name in tables:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        text, folders = update_tables(path)
+        if text != path.read_text():
+            atomic_write(path, lambda p, t=text: p.write_text(t))
+        print(f"{path}: {len(folders)} table block(s) from their results", file=sys.stderr)
+    if check_root:
+        problems = check_published(check_root)
+        for problem in problems:
+            print(f"panm: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        print("every published table agrees with its raw results", file=sys.stderr)
+    return 0
+
+
 def plot_task(path: Path, task: str, rows: list[RowSummary]) -> None:
     """Sequence accuracy against test length (log2 axis), one line per row, as a PNG."""
     from matplotlib.figure import Figure
