@@ -86,11 +86,11 @@ def test_tiny_bench_writes_every_file(tiny_bench):
     assert result["params"] > 0 and result["train_seconds"] > 0
     assert json.loads((out / "bench.json").read_text()) == tiny_config().to_dict()
 
-    markdown = write_report(out, "panm bench tiny.json --out x")
+    markdown = write_report(out)
     for name in ("results.json", "results.csv", "results.md", "plot_copy.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "results.md").read_text() == markdown
-    assert "`panm bench tiny.json --out x`" in markdown and "## copy" in markdown
+    assert "Command: unknown" in markdown and "## copy" in markdown  # run_bench without one
     assert "| 3 | 12 |" in markdown
     table_rows = [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ")]
     assert table_rows == ["| row", "| panm", "| panm-no-base-sampling", "| lstm"]
@@ -140,7 +140,7 @@ def test_changed_run_settings_fail_that_run_only(tiny_bench, tmp_path):
     assert [o["row"] for o in failed] == ["lstm", "lstm"]
     assert "holds a run with other settings (model_overrides)" in failed[0]["error"]
     assert (out / failed[0]["run_dir"] / "error.txt").is_file()
-    assert "## Failed runs" in write_report(out, "panm bench")
+    assert "## Failed runs" in write_report(out)
 
 
 def test_a_setting_named_at_its_default_is_the_same_run(tiny_bench, tmp_path, monkeypatch):
@@ -207,12 +207,12 @@ def test_failed_run_is_reported_and_the_rest_go_on(tmp_path, monkeypatch, capsys
 def test_device_flag_reaches_every_run(tmp_path, monkeypatch):
     seen = {}
 
-    def fake_run_bench(config, out, jobs, progress):
+    def fake_run_bench(config, out, jobs, progress, command):
         seen["devices"] = {spec.train.device for spec in plan_runs(config)}
+        seen["command"] = command
         return []
 
-    def fake_report(out, command):
-        seen["command"] = command
+    def fake_report(out):
         return ""
 
     monkeypatch.setattr(panm.bench, "run_bench", fake_run_bench)
@@ -275,10 +275,11 @@ def test_report_statistics(tmp_path):
     assert row.sequence[22].mean == pytest.approx(0.1)
     assert row.sequence[22].std == pytest.approx(0.1)
     assert row.token[11].mean == pytest.approx(0.9)
-    markdown = write_report(tmp_path, "panm bench x.json")
-    cells = "| lstm | 1,000 | 3 | 2.0 min | 100.0 ± 0.0 | 70.0 ± 26.5 (90.0) | 10.0 ± 10.0 (40.0) |"
+    markdown = write_report(tmp_path)
+    cells = "| lstm | 1,000 | 3 | 10 | 2.0 min | 100.0 ± 0.0 | 70.0 ± 26.5 (90.0) | 10.0 ± 10.0 "
     assert cells in markdown
-    assert "seeds 0, 1, 2" in markdown and "lengths 1–10" in markdown
+    assert "Seeds 0, 1, 2; test set not recorded, 100 sequences per length" in markdown
+    assert "on lengths 1–10" in markdown
 
 
 def test_quick_preset_matches_its_file():
@@ -352,7 +353,7 @@ def test_report_without_matplotlib_skips_plots(tiny_bench, tmp_path, monkeypatch
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name: None if name == "matplotlib" else real(name)
     )
-    write_report(out, "panm bench")
+    write_report(out)
     assert (out / "results.md").is_file() and not (out / "plot_copy.png").exists()
     assert capsys.readouterr().err.count("\n") == 1
 
@@ -382,7 +383,7 @@ def test_scan_splits_are_tables_of_their_own_and_a_table_by_split(tmp_path):
         assert whole["length"] == "all" and 0.0 <= whole["oracle_sequence_accuracy"] <= 1.0
         # every test output is longer than the cut-off
         assert all(t["length"] > int(split.split("-")[1]) for t in outcome["test"][:-1])
-    markdown = write_report(tmp_path, "panm bench scan.json")
+    markdown = write_report(tmp_path)
     assert "## Whole test set, by split" in markdown
     assert "| row | cutoff-44 | cutoff-46 |" in markdown
     assert "## scan-cutoff-44" in markdown and "## scan-cutoff-46" in markdown

@@ -317,7 +317,7 @@ def test_report_averages_over_test_lengths_for_chomsky_tasks_only(tmp_path) -> N
         run_dir = tmp_path / "runs" / result["task"] / result["row"] / f"seed-{result['seed']}"
         run_dir.mkdir(parents=True)
         (run_dir / "result.json").write_text(json.dumps(result))
-    markdown = write_report(tmp_path, "panm bench x.json")
+    markdown = write_report(tmp_path)
     assert "## Averaged over the test lengths" in markdown
     # seed 0: token (0.9 + 0.5) / 2 = 70%, exact 25%; seed 1: 80%, 50%; std of (70, 80) = 7.1
     assert "| reverse_string | lstm | 2 | 75.0 ± 7.1 (80.0) | 37.5 ± 17.7 (50.0) |" in markdown
@@ -325,4 +325,4 @@ def test_report_averages_over_test_lengths_for_chomsky_tasks_only(tmp_path) -> N
     plain = tmp_path / "plain"
     (plain / "runs/copy/lstm/seed-0").mkdir(parents=True)
     (plain / "runs/copy/lstm/seed-0/result.json").write_text(json.dumps(runs[2]))
-    assert "Averaged over the test lengths" not in write_report(plain, "panm bench y.json")
+    assert "Averaged over the test lengths" not in write_report(plain)

@@ -8,9 +8,14 @@ test length, and keeps everything on disk::
 
     OUT/bench.json                                the BenchConfig of the latest run_bench
     OUT/runs/<task>/<row>/seed-<s>/               the training run (see panm.checkpoint)
-    OUT/runs/<task>/<row>/seed-<s>/result.json    its results, written last, atomically
+    OUT/runs/<task>/<row>/seed-<s>/result.json    its raw result, written last, atomically
     OUT/runs/<task>/<row>/seed-<s>/error.txt      the traceback of its latest failed attempt
     OUT/results.{json,csv,md}, OUT/plot_<task>.png    the report (panm.report)
+
+A run's result.json is small and self-contained (resolved model and training configs, the code's
+git commit, the machine, steps, seconds, the test set's name and seed, examples and scores per
+length): published tables keep these files, without checkpoints, under docs/<bench>/runs/ and
+are generated from them (`panm report`, see panm.report).
 
 A *row* is a model name or a variant name. Runs are resumable: a run whose result.json was made
 with the same settings is not recomputed; any other run whose directory holds a run is resumed
@@ -28,8 +33,10 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import platform
 import re
 import shlex
+import subprocess
 import sys
 import time
 import traceback
@@ -41,7 +48,7 @@ from typing import Any
 import torch
 
 from panm.checkpoint import load_checkpoint_model
-from panm.evaluation import evaluate_lengths
+from panm.evaluation import TEST_SETS, evaluate_lengths, seed_of_test_set
 from panm.models.registry import (
     MODEL_NAMES,
     evaluation_settings,
@@ -58,8 +65,6 @@ from panm.training import NO_STEP_LIMIT, RUN_CONFIG, TrainConfig, train
 RESULT_NAME = "result.json"
 ERROR_NAME = "error.txt"
 CONFIG_NAME = "bench.json"
-TEST_SEED = 0
-"""Seed of the test examples: every row and training seed is tested on the same examples."""
 MANAGED_TRAIN_FIELDS = frozenset(
     {"task", "model", "seed", "steps", "minutes", "batch_size", "model_overrides"}
 )
@@ -126,9 +131,15 @@ class BenchConfig:
     tasks, models: task names and model names (see `panm.tasks`, `panm.models.registry`).
     seeds: training seeds; every (task, row) is trained once per seed.
     steps, minutes: the per-run budget (whichever ends first). steps None: the recipe's steps,
-        or no step limit when `minutes` is given.
+        or no step limit when `minutes` is given. For results that do not depend on the
+        machine's speed, give steps and make minutes only a generous safety limit (a run it
+        stops is marked in its result and in the report).
+    model_steps: model name -> its step budget, replacing `steps` for every row of that model
+        (e.g. a slower baseline that fits its training data in fewer steps).
     batch_size: training batch size (None: the recipe's).
     test_lengths: test lengths (None: each task's default); test_count: examples per length.
+    test_set: "dev" (the default: for exploring) or "final" (for published tables only); see
+        panm.evaluation.TEST_SETS.
     model_overrides: model name -> model settings merged over the recipe's, for every row of
         that model (variants included), e.g. {"lstm": {"hidden_dim": 256}}.
     variants: extra rows, name -> {"model": NAME, "overrides": {...}}; the overrides are merged
@@ -151,6 +162,8 @@ class BenchConfig:
     batch_size: int | None = None
     test_lengths: list[int] | None = None
     test_count: int = 500
+    test_set: str = "dev"
+    model_steps: dict[str, int] = field(default_factory=dict)
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     train_options: dict[str, Any] = field(default_factory=dict)
@@ -175,6 +188,15 @@ class BenchConfig:
             if not self.test_lengths:
                 raise ValueError("test_lengths must list at least one length (or be null)")
         _check_number("test_count", self.test_count, int, minimum=1)
+        if self.test_set not in TEST_SETS:
+            known = ", ".join(TEST_SETS)
+            raise ValueError(f"test_set must be one of: {known}, got {self.test_set!r}")
+        _check_mapping("model_steps", self.model_steps)
+        for name, steps in self.model_steps.items():
+            if name not in MODEL_NAMES:
+                known = ", ".join(MODEL_NAMES)
+                raise ValueError(f"model_steps: unknown model {name!r}; choose from: {known}")
+            _check_number(f"model_steps[{name!r}]", steps, int, minimum=1)
         _check_mapping("model_overrides", self.model_overrides)
         for name, overrides in self.model_overrides.items():
             if name not in MODEL_NAMES:
@@ -254,12 +276,17 @@ QUICK = BenchConfig(
     models=["panm", "lstm", "attention", "transformer"],
     seeds=[0],
     steps=5000,
-    minutes=3.0,
+    model_steps={"transformer": 2000},
+    minutes=60.0,
     test_lengths=[11, 22, 44, 88],
     test_count=200,
+    test_set="final",
 )
-"""The quick bench (also configs/quick.json): 8 runs of at most 5,000 steps or 3 minutes each,
-about 10 minutes with 2 jobs on 2 cores."""
+"""The quick bench (also configs/quick.json), the README's table: 8 runs of 5,000 steps (the
+Transformer 2,000: its steps cost about twice PANM's, and it fitted its training lengths by step
+1,500 in the earlier 3-minute runs), so the rows do not depend on the machine's speed. 60 minutes
+per run is only a safety limit: a run takes about 2-5 minutes on one idle core of this project's
+CPU, and up to about 20 when five jobs share its two cores. Scored on the final test set."""
 
 
 def load_config(path: str | os.PathLike) -> BenchConfig:
@@ -288,6 +315,7 @@ class RunSpec:
     variant_overrides: dict[str, Any]
     test_lengths: tuple[int, ...]
     test_count: int
+    test_set: str = "dev"
 
     @property
     def path(self) -> Path:
@@ -305,7 +333,8 @@ class RunSpec:
                 "train": dataclasses.asdict(self.train),
                 "test_lengths": list(self.test_lengths),
                 "test_count": self.test_count,
-                "test_seed": TEST_SEED,
+                "test_set": self.test_set,
+                "test_seed": seed_of_test_set(self.test_set),
             }
         )
 
@@ -328,6 +357,7 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
         budget["steps"] = NO_STEP_LIMIT
     if config.batch_size is not None:
         budget["batch_size"] = config.batch_size
+    model_budget = {model: {"steps": steps} for model, steps in config.model_steps.items()}
     # task_options named in train_options replace a recipe's ({} pins the plain task)
     options_given = "task_options" in config.train_options
     specs = []
@@ -351,7 +381,7 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
                         **config.train_options,
                         "task_options": {**recipe_task_options, **task_options},
                     },
-                    **budget,
+                    **{**budget, **model_budget.get(model, {})},
                     seed=seed,
                     model_overrides=overrides,
                 )
@@ -365,13 +395,17 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
                         variant_overrides,
                         tuple(lengths),
                         config.test_count,
+                        config.test_set,
                     )
                 )
     return specs
 
 
-def execute_run(spec: RunSpec, out_dir: Path, progress: bool = False) -> dict[str, Any]:
-    """Trains (or resumes) one run, tests its best checkpoint and writes its result.json."""
+def execute_run(
+    spec: RunSpec, out_dir: Path, progress: bool = False, command: str | None = None
+) -> dict[str, Any]:
+    """Trains (or resumes) one run, tests its best checkpoint and writes its result.json
+    (`command`: the command line that ran it, recorded there)."""
     run_dir = out_dir / spec.path
     resume = (run_dir / RUN_CONFIG).is_file()
     if resume:
@@ -388,7 +422,7 @@ def execute_run(spec: RunSpec, out_dir: Path, progress: bool = False) -> dict[st
         task,
         list(spec.test_lengths),
         spec.test_count,
-        TEST_SEED,
+        spec.test_set,
         device=spec.train.device,
     )
     best = trained.best_valid or {}
@@ -403,15 +437,69 @@ def execute_run(spec: RunSpec, out_dir: Path, progress: bool = False) -> dict[st
         "train_seconds": round(trained.elapsed_seconds, 2),
         "test_seconds": round(time.monotonic() - started, 2),
         "steps": trained.step,
+        "stopped_by": "steps" if trained.step >= spec.train.steps else "time limit",
         "best_step": trained.best_step,
         **best,
         "train_lengths": list(spec.train.train_lengths or task.default_train_lengths),
+        "test_set": {"name": spec.test_set, "seed": seed_of_test_set(spec.test_set)},
         "test": [{"length": length, **acc.as_dict()} for length, acc in accuracies.items()],
         "run_dir": spec.path.as_posix(),
+        "command": command,
+        "commit": source_commit(),
+        "machine": machine_info(spec.train.device),
+        "model_config": _jsonable(dataclasses.asdict(model.config)),
         "settings": spec.settings(),
     }
     atomic_write(run_dir / RESULT_NAME, lambda p: p.write_text(json.dumps(result, indent=2) + "\n"))
     return result
+
+
+def source_commit() -> dict[str, Any] | None:
+    """The git commit of panm's source and whether that source had uncommitted changes
+    ({"hash", "modified"}), or None outside a git checkout."""
+    source = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(source), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        return {
+            "hash": git("rev-parse", "HEAD"),
+            "modified": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".")),
+        }
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """The machine a run ran on: CPU model, cores, torch threads, torch and Python versions,
+    the GPU's name on CUDA, and the 1-minute load average as the run ends (other work on the
+    machine)."""
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def finished_result(spec: RunSpec, out_dir: Path) -> dict[str, Any] | None:
@@ -429,8 +517,10 @@ def run_bench(
     out_dir: str | os.PathLike,
     jobs: int | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs every run of `config` not yet done, `jobs` at a time; one outcome per run.
+    """Runs every run of `config` not yet done, `jobs` at a time; one outcome per run
+    (`command`: the command line, recorded in each new result).
 
     An outcome is the run's result dict, or for a failed run {"task", "row", "model", "seed",
     "run_dir", "error"} (its traceback is in the run's error.txt). jobs=None: one per CPU core;
@@ -462,20 +552,20 @@ def run_bench(
         for spec in todo:
             reporter.started(spec, out_dir)
             try:
-                outcome = execute_run(spec, out_dir, progress=progress)
+                outcome = execute_run(spec, out_dir, progress=progress, command=command)
             except Exception:
                 _record_error(out_dir / spec.path, traceback.format_exc())
                 outcome = _collect(spec, out_dir, exitcode=1)
             outcomes[spec.label] = outcome
             reporter.finished(spec, outcome)
     else:
-        for spec, outcome in _run_in_processes(todo, out_dir, jobs, reporter):
+        for spec, outcome in _run_in_processes(todo, out_dir, jobs, reporter, command):
             outcomes[spec.label] = outcome
     return [outcomes[spec.label] for spec in specs]
 
 
 def _run_in_processes(
-    specs: list[RunSpec], out_dir: Path, jobs: int, reporter: _Progress
+    specs: list[RunSpec], out_dir: Path, jobs: int, reporter: _Progress, command: str | None
 ) -> list[tuple[RunSpec, dict[str, Any]]]:
     """Runs `specs`, at most `jobs` spawned processes at a time; their outcomes as they end.
 
@@ -492,7 +582,9 @@ def _run_in_processes(
                 spec = queue.pop(0)
                 reporter.started(spec, out_dir)
                 process = context.Process(
-                    target=_process_main, args=(spec, out_dir), name=f"panm-bench {spec.label}"
+                    target=_process_main,
+                    args=(spec, out_dir, command),
+                    name=f"panm-bench {spec.label}",
                 )
                 process.start()
                 running[process.sentinel] = (process, spec)
@@ -511,11 +603,11 @@ def _run_in_processes(
     return outcomes
 
 
-def _process_main(spec: RunSpec, out_dir: Path) -> None:
+def _process_main(spec: RunSpec, out_dir: Path, command: str | None) -> None:
     """Entry point of a run's process: one torch thread; errors go to the run's error.txt."""
     torch.set_num_threads(1)
     try:
-        execute_run(spec, out_dir)
+        execute_run(spec, out_dir, command=command)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception:
@@ -638,7 +730,12 @@ class _Progress:
 
 
 def bench_command(
-    config_path: str | None, quick: bool, out: str, jobs: int | None, device: str | None = None
+    config_path: str | None,
+    quick: bool,
+    out: str,
+    jobs: int | None,
+    device: str | None = None,
+    test_set: str | None = None,
 ) -> str:
     """The `panm bench` command line equivalent to these arguments."""
     words = ["panm", "bench"]
@@ -651,6 +748,8 @@ def bench_command(
         words += ["--jobs", str(jobs)]
     if device is not None:
         words += ["--device", device]
+    if test_set is not None:
+        words += ["--test-set", test_set]
     return shlex.join(words)
 
 
@@ -661,9 +760,11 @@ def bench_main(
     jobs: int | None,
     progress: bool,
     device: str | None = None,
+    test_set: str | None = None,
 ) -> int:
-    """`panm bench [CONFIG] [--quick] [--out DIR] [--jobs N] [--device D]`: runs, reports,
-    prints the tables. `device` overrides the config's train_options["device"].
+    """`panm bench [CONFIG] [--quick] [--out DIR] [--jobs N] [--device D] [--test-set S]`:
+    runs, reports, prints the tables. `device` overrides the config's train_options["device"],
+    `test_set` its test set.
 
     Returns 0, or 1 if some runs failed (the report then covers the others and lists them).
     """
@@ -674,9 +775,12 @@ def bench_main(
         config = dataclasses.replace(
             config, train_options={**config.train_options, "device": device}
         )
+    if test_set is not None:
+        config = dataclasses.replace(config, test_set=test_set)
     torch.set_num_threads(1)  # for jobs=1 (in-process runs); spawned runs set their own
-    outcomes = run_bench(config, out, jobs, progress)
-    print(write_report(out, bench_command(config_path, quick, out, jobs, device)))
+    command = bench_command(config_path, quick, out, jobs, device, test_set)
+    outcomes = run_bench(config, out, jobs, progress, command)
+    print(write_report(out))
     failed = [o for o in outcomes if "error" in o]
     for outcome in failed:
         print(f"panm: run {outcome['run_dir']} failed: {outcome['error']}", file=sys.stderr)

@@ -18,7 +18,7 @@ import torch
 
 from panm.checkpoint import CheckpointError, load_checkpoint_model, resolve_checkpoint
 from panm.data import format_jsonl, generate_examples, read_jsonl, write_jsonl
-from panm.evaluation import evaluate_lengths, predict
+from panm.evaluation import TEST_SETS, evaluate_lengths, predict, seed_of_test_set
 from panm.models.registry import MODEL_NAMES
 from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
@@ -102,7 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", required=True, help="run directory or model folder")
     ev.add_argument("--lengths", help="comma-separated test lengths (default: the task's)")
     ev.add_argument("--count", type=int, default=500, help="examples per length")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--test-set",
+        choices=tuple(TEST_SETS),
+        default="dev",
+        help="dev (default): for exploring and choosing; final: only for published results",
+    )
+    ev.add_argument("--seed", type=int, default=0, help="seed of the model's random draws")
     ev.add_argument("--which", choices=("best", "latest"), default="best")
     ev.add_argument("--task", help="task, when the checkpoint is not inside a run directory")
     ev.add_argument("--out", help="JSON results file (default: CHECKPOINT/eval.json)")
@@ -127,12 +133,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = commands.add_parser("bench", help="tasks x models x seeds: tables and plots")
     be.add_argument("config", nargs="?", help="bench config JSON (see configs/)")
-    be.add_argument("--quick", action="store_true", help="the quick preset (about 10 minutes)")
+    be.add_argument(
+        "--quick",
+        action="store_true",
+        help="the README's table: 8 runs of 5,000 steps (the Transformer 2,000), final test set",
+    )
     be.add_argument("--out", help="results folder (default: bench_out/quick or bench_out/NAME)")
     be.add_argument("--jobs", type=int, help="runs at once (default: one per CPU core)")
     be.add_argument("--device", help="device of every run, e.g. cuda (default: the config's)")
+    be.add_argument(
+        "--test-set",
+        choices=tuple(TEST_SETS),
+        help="dev or final (default: the config's test_set; dev if it names none; --quick: final)",
+    )
     be.add_argument("--no-progress", action="store_true")
     be.set_defaults(run=run_bench)
+
+    rp = commands.add_parser(
+        "report", help="tables from raw results: a bench folder's report, published tables"
+    )
+    rp.add_argument(
+        "folder", nargs="?", help="bench folder: rewrite its report from its runs' result.json"
+    )
+    rp.add_argument(
+        "--publish",
+        metavar="DIR",
+        help="copy FOLDER's raw results (no checkpoints) to DIR/runs and write the report there",
+    )
+    rp.add_argument(
+        "--tables",
+        nargs="+",
+        metavar="MARKDOWN",
+        help="regenerate the panm-table blocks of these Markdown files from their results",
+    )
+    rp.add_argument(
+        "--check",
+        metavar="ROOT",
+        help="change nothing; list every published table under ROOT (README.md, docs/) that "
+        "differs from its raw results, exit 1 if any",
+    )
+    rp.set_defaults(run=run_report)
 
     sp = commands.add_parser("bench-speed", help="training/evaluation throughput, PANM vs baseline")
     sp.add_argument("--out", help="JSON results file (default: bench_out/speed.json)")
@@ -304,7 +344,7 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.lengths
         else list(task.default_test_lengths)
     )
-    results = evaluate_lengths(model, task, lengths, args.count, args.seed, device=args.device)
+    results = evaluate_lengths(model, task, lengths, args.count, args.test_set, device=args.device)
     oracle = task.eos_id is not None  # data-set tasks with EOS: also the oracle-length score
     print(
         f"{'length':>8} {'sequence acc':>13} {'token acc':>10} {'examples':>9}"
@@ -319,6 +359,7 @@ def run_eval(args: argparse.Namespace) -> int:
     payload = {
         "checkpoint": str(resolve_checkpoint(args.checkpoint, args.which)),
         "task": task.name,
+        "test_set": {"name": args.test_set, "seed": seed_of_test_set(args.test_set)},
         "seed": args.seed,
         "settings": settings,
         "results": {str(k): v.as_dict() for k, v in results.items()},
@@ -343,7 +384,25 @@ def run_bench(args: argparse.Namespace) -> int:
 
     name = "quick" if args.quick else Path(args.config or "bench").stem
     out = args.out or str(Path("bench_out") / name)
-    return bench_main(args.config, args.quick, out, args.jobs, not args.no_progress, args.device)
+    return bench_main(
+        args.config,
+        args.quick,
+        out,
+        args.jobs,
+        not args.no_progress,
+        args.device,
+        args.test_set,
+    )
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from panm.report import report_main
+
+    if args.publish and not args.folder:
+        raise UsageError("--publish DIR needs the bench FOLDER to copy from")
+    if not (args.folder or args.tables or args.check):
+        raise UsageError("give a bench FOLDER, --tables MARKDOWN... or --check ROOT")
+    return report_main(args.folder, args.publish, args.tables or [], args.check)
 
 
 def run_speed(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
-"""The benchmark report: tables and plots from every run's result.json in a bench directory.
+"""The benchmark report: tables and plots from every run's result.json in a bench directory,
+and the published tables generated from committed raw results.
 
-`write_report(out_dir, command)` reads OUT/runs/*/*/*/result.json (see panm.bench) and writes
+`write_report(out_dir)` reads OUT/runs/*/*/*/result.json (see panm.bench) and writes
 
     OUT/results.json     the raw results, one object per run
     OUT/results.csv      one line per run, with sequence and token accuracy per test length
@@ -10,15 +11,32 @@
 
 A row's statistics are over its seeds: the mean, and the sample standard deviation (n - 1; 0 for
 a single seed). Plots need matplotlib; without it they are skipped with a warning.
+
+Published results: `publish(bench_dir, docs_dir)` copies a bench's result.json files (no
+checkpoints) to docs_dir/runs/ and writes the report there. A Markdown file (the README, any
+doc) shows a table generated from such a folder between two markers, the path relative to the
+Markdown file and the tasks to show::
+
+    <!-- panm-table docs/quick reverse,copy -->
+    ...generated: one table per task, then the seeds, test set, budget and machine...
+    <!-- /panm-table -->
+
+`update_tables` regenerates those blocks; `check_published` lists every block and every
+published folder's report that differs from what its raw results give, or that holds results
+not scored on the final test set (tests/test_published.py runs it over the repository).
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
+import re
+import shutil
 import statistics
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +45,10 @@ from panm.models.registry import MODEL_NAMES
 from panm.pretrained import atomic_write
 from panm.tasks import TASK_NAMES
 from panm.tasks.chomsky import CHOMSKY_TASKS
+from panm.training import NO_STEP_LIMIT
 
-RESULT_GLOB = "runs/*/*/*/result.json"
+RESULT_NAME = "result.json"
+RESULT_GLOB = f"runs/*/*/*/{RESULT_NAME}"
 ERROR_GLOB = "runs/*/*/*/error.txt"
 RUN_COLUMNS = (
     "task",
@@ -38,6 +58,7 @@ RUN_COLUMNS = (
     "params",
     "train_seconds",
     "steps",
+    "stopped_by",
     "best_step",
     "valid_sequence_accuracy",
     "valid_token_accuracy",
@@ -72,6 +93,7 @@ class RowSummary:
     seeds: list[int]
     params: float
     train_seconds: float
+    steps: float
     valid: Stat
     train_lengths: tuple[int, int]
     variant_overrides: dict[str, Any]
@@ -117,6 +139,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, list[RowSummary]]:
             seeds=sorted(r["seed"] for r in runs),
             params=statistics.fmean(r["params"] for r in runs),
             train_seconds=statistics.fmean(r["train_seconds"] for r in runs),
+            steps=statistics.fmean(r["steps"] for r in runs),
             valid=Stat.of([r["valid_sequence_accuracy"] for r in runs]),
             train_lengths=tuple(first["train_lengths"]),
             variant_overrides=first.get("variant_overrides", {}),
@@ -129,20 +152,31 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, list[RowSummary]]:
     return tables
 
 
-def write_report(out_dir: str | Path, command: str) -> str:
-    """Writes results.json, results.csv, results.md and the plots; returns the Markdown."""
+def report_texts(out_dir: str | Path) -> dict[str, str]:
+    """File name -> text of the report's text files (results.json, .csv, .md) for the results
+    in `out_dir`: a function of the result files alone."""
     out_dir = Path(out_dir)
     results = load_results(out_dir)
-    tables = summarize(results)
-    markdown = format_markdown(tables, command, load_failures(out_dir), split_table(results))
+    commands = sorted({r["command"] for r in results if r.get("command")})
+    markdown = format_markdown(results, commands, load_failures(out_dir))
     averages = length_average_table(results)
     if averages:
         markdown += "\n" + "\n".join(averages) + "\n"
-    atomic_write(
-        out_dir / "results.json", lambda p: p.write_text(json.dumps(results, indent=2) + "\n")
-    )
-    atomic_write(out_dir / "results.csv", lambda p: _write_csv(p, results))
-    atomic_write(out_dir / "results.md", lambda p: p.write_text(markdown))
+    return {
+        "results.json": json.dumps(results, indent=2) + "\n",
+        "results.csv": _csv_text(results),
+        "results.md": markdown,
+    }
+
+
+def write_report(out_dir: str | Path) -> str:
+    """Writes results.json, results.csv, results.md and the plots; returns the Markdown."""
+    out_dir = Path(out_dir)
+    texts = report_texts(out_dir)
+    for name, text in texts.items():
+        atomic_write(out_dir / name, lambda p, t=text: p.write_text(t))
+    markdown = texts["results.md"]
+    tables = summarize(load_results(out_dir))
     if importlib.util.find_spec("matplotlib") is None:
         print(
             "panm: matplotlib is not installed: no plots (pip install matplotlib)", file=sys.stderr
@@ -235,37 +269,39 @@ def _split_order(split: str) -> tuple:
 
 
 def format_markdown(
-    tables: dict[str, list[RowSummary]],
-    command: str,
-    failures: list[dict[str, str]],
-    by_split: list[str] | None = None,
+    results: list[dict[str, Any]], commands: list[str], failures: list[dict[str, str]]
 ) -> str:
-    """The report's Markdown: the command, the by-split table (if any), one table per task,
-    then failed runs."""
+    """The report's Markdown: the commands, the by-split table (if any), one table per task
+    with its provenance (:func:`provenance`), then failed runs."""
+    tables = summarize(results)
+    by_split = split_table(results)
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        by_task.setdefault(result["task"], []).append(result)
     lines = [
         "# Benchmark results",
         "",
-        f"Command: `{command}`",
+        "Command: " + ", ".join(f"`{c}`" for c in commands) if commands else "Command: unknown",
         "",
         "Each test-length cell: sequence accuracy % (exact match), mean ± standard deviation",
         "over seeds, then (token accuracy %, mean). *valid*: sequence accuracy % on held-out",
-        "examples of the training lengths, which alone chose each run's checkpoint. *train*:",
-        "mean training time.",
+        "examples of the training lengths, which alone chose each run's checkpoint. *steps*:",
+        "training steps made (mean over seeds); *train*: mean training time.",
     ]
     if by_split:
         lines += ["", *by_split]
     for task, rows in tables.items():
         lengths = _lengths_of_rows(rows)
-        seeds = sorted({s for row in rows for s in row.seeds})
-        low, high = rows[0].train_lengths
         lines += [
             "",
             f"## {task}",
             "",
-            f"Trained on lengths {low}–{high}; seeds {', '.join(map(str, seeds))}.",
+            provenance(by_task[task]),
             "",
-            "| row | params | seeds | train | valid | " + " | ".join(map(str, lengths)) + " |",
-            "|---|---:|---:|---:|---:|" + "---:|" * len(lengths),
+            "| row | params | seeds | steps | train | valid | "
+            + " | ".join(map(str, lengths))
+            + " |",
+            "|---|---:|---:|---:|---:|---:|" + "---:|" * len(lengths),
         ]
         for row in rows:
             cells = [
@@ -275,7 +311,7 @@ def format_markdown(
                 for n in lengths
             ]
             lines.append(
-                f"| {row.row} | {row.params:,.0f} | {len(row.seeds)} | "
+                f"| {row.row} | {row.params:,.0f} | {len(row.seeds)} | {row.steps:,.0f} | "
                 f"{format_duration(row.train_seconds)} | {_percent(row.valid)} | "
                 + " | ".join(cells)
                 + " |"
@@ -292,6 +328,255 @@ def format_markdown(
         lines += ["", "## Failed runs", ""]
         lines += [f"- {f['run_dir']}: {f['error']}" for f in failures]
     return "\n".join(lines) + "\n"
+
+
+def provenance(results: list[dict[str, Any]]) -> str:
+    """What a table's figures rest on, as a paragraph: seeds, test set and sequences per
+    length, training budget and lengths (and whether every run made its budget), how the
+    checkpoint was chosen, the machine and the commit. Fields an older result lacks are
+    "not recorded"."""
+    seeds = sorted({r["seed"] for r in results})
+    parts = [f"Seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"]
+    test_sets = sorted({_test_set_text(r.get("test_set")) for r in results})
+    counts = sorted({t["count"] for r in results for t in r["test"] if t["length"] != "all"})
+    whole = any(t["length"] == "all" for r in results for t in r["test"])
+    if whole:
+        size = "every example of the split's test part"
+    else:
+        size = f"{_range_text(counts)} sequences per length"
+    parts.append(f"{' and '.join(test_sets)}, {size}")
+    low_high = sorted({tuple(r["train_lengths"]) for r in results})
+    lengths = ", ".join(f"{low}–{high}" for low, high in low_high)
+    stopped = [r for r in results if r.get("stopped_by") == "time limit"]
+    if any("stopped_by" not in r for r in results):
+        made = "whether every run made its budget not recorded"
+    elif stopped:
+        made = "stopped by the time limit before their step budget: " + ", ".join(
+            f"{r['task']}/{r['row']} seed {r['seed']} ({r['steps']:,} steps)" for r in stopped
+        )
+    else:
+        made = "every run made its full budget"
+    parts.append(f"{_budget_text(results)} on lengths {lengths}, {made}")
+    parts.append(f"checkpoint chosen on validation at lengths {lengths} only")
+    parts.append(f"machine: {_machine_text(results)}")
+    commits = sorted({_commit_text(r.get("commit")) for r in results})
+    parts.append(f"commit {', '.join(commits)}.")
+    return "; ".join(parts)
+
+
+def _test_set_text(test_set: dict[str, Any] | None) -> str:
+    if not test_set:
+        return "test set not recorded"
+    return f"{test_set['name']} test set (seed {test_set['seed']})"
+
+
+def _range_text(values: list[int]) -> str:
+    if not values:
+        return "no"
+    if values[0] == values[-1]:
+        return f"{values[0]:,}"
+    return f"{values[0]:,}–{values[-1]:,}"
+
+
+def _budget_text(results: list[dict[str, Any]]) -> str:
+    """ "trained 5,000 steps or 30 minutes (transformer: 2,000 steps or 30 minutes)": the
+    budget of most rows, and the rows with another."""
+    budgets: dict[str, set[str]] = {}
+    for result in results:
+        train = result.get("settings", {}).get("train", {})
+        steps, minutes = train.get("steps"), train.get("minutes")
+        if steps is None:
+            text = "a budget not recorded"
+        elif steps >= NO_STEP_LIMIT:
+            text = f"{minutes:g} minutes"
+        else:
+            text = f"{steps:,} steps" + (f" or {minutes:g} minutes" if minutes else "")
+        budgets.setdefault(text, set()).add(result["row"])
+    common = max(budgets, key=lambda text: len(budgets[text]))  # ties: the first row's
+    others = [
+        f"{', '.join(sorted(rows))}: {text}" for text, rows in budgets.items() if text != common
+    ]
+    return f"trained {common}" + (f" ({'; '.join(sorted(others))})" if others else "")
+
+
+def _machine_text(results: list[dict[str, Any]]) -> str:
+    machines = Counter()
+    loads = []
+    for result in results:
+        machine = result.get("machine")
+        if not machine:
+            machines["not recorded"] += 1
+            continue
+        text = f"{machine['cpu']} ({machine['cpu_count']} cores)"
+        if machine.get("gpu"):
+            text += f", {machine['gpu']}"
+        text += (
+            f", {machine['device']}, {machine['torch_threads']} torch thread"
+            f"{'s' if machine['torch_threads'] != 1 else ''} per run, torch {machine['torch']}"
+        )
+        machines[text] += 1
+        if "load_average_1min" in machine:
+            loads.append(machine["load_average_1min"])
+    text = "; ".join(sorted(machines))
+    if loads:
+        low, high = min(loads), max(loads)
+        spread = f"{low:.1f}" if low == high else f"{low:.1f}–{high:.1f}"
+        text += f"; 1-minute load average {spread} as the runs ended"
+    return text
+
+
+def _commit_text(commit: dict[str, Any] | None) -> str:
+    if not commit:
+        return "not recorded"
+    return commit["hash"][:7] + (" with uncommitted changes" if commit["modified"] else "")
+
+
+def compact_tables(results: list[dict[str, Any]], tasks: list[str]) -> list[str]:
+    """Markdown lines of one table per task (rows by test length: sequence accuracy %, mean ±
+    std over seeds, then (token accuracy %, mean)), then their :func:`provenance`."""
+    tables = summarize(results)
+    lines: list[str] = []
+    for task in tasks:
+        if task not in tables:
+            raise ValueError(f"no results of task {task!r}; tasks: {', '.join(tables)}")
+        rows = tables[task]
+        lengths = _lengths_of_rows(rows)
+        lines += [
+            f"| {task} | params | steps | " + " | ".join(map(str, lengths)) + " |",
+            "|---|---:|---:|" + "---:|" * len(lengths),
+        ]
+        for row in rows:
+            cells = [
+                f"{_percent(row.sequence[n])} ({_percent(row.token[n], std=False)})"
+                if n in row.sequence
+                else "–"
+                for n in lengths
+            ]
+            lines.append(
+                f"| {row.row} | {row.params:,.0f} | {row.steps:,.0f} | " + " | ".join(cells) + " |"
+            )
+        lines.append("")
+    shown = [r for r in results if r["task"] in tasks]
+    return [*lines, provenance(shown)]
+
+
+def publish(bench_dir: str | Path, dest: str | Path) -> str:
+    """Copies the result.json of every run in `bench_dir` (nothing else: no checkpoints) to
+    DEST/runs/, replacing what DEST/runs held, and writes the report in DEST; its Markdown."""
+    bench_dir, dest = Path(bench_dir), Path(dest)
+    sources = sorted(bench_dir.glob(RESULT_GLOB))
+    if not sources:
+        raise FileNotFoundError(f"{bench_dir} holds no {RESULT_GLOB}")
+    shutil.rmtree(dest / "runs", ignore_errors=True)
+    for source in sources:
+        target = dest / source.relative_to(bench_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return write_report(dest)
+
+
+TABLE_START = re.compile(r"<!-- panm-table (\S+) (\S+) -->")
+TABLE_END = "<!-- /panm-table -->"
+FINAL_TEST_SET = "final"
+
+
+def update_tables(path: str | Path) -> tuple[str, list[Path]]:
+    """The text of Markdown file `path` with every panm-table block regenerated from its raw
+    results (folder relative to `path`), and the folders the blocks read."""
+    path = Path(path)
+    lines = path.read_text().splitlines(keepends=True)
+    out: list[str] = []
+    folders: list[Path] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        out.append(line)
+        index += 1
+        match = TABLE_START.fullmatch(line.strip())
+        if not match:
+            continue
+        end = next((i for i in range(index, len(lines)) if lines[i].strip() == TABLE_END), None)
+        if end is None:
+            raise ValueError(f"{path}:{index}: {line.strip()} has no {TABLE_END} after it")
+        folder = path.parent / match.group(1)
+        results = load_results(folder)
+        if not results:
+            raise ValueError(f"{path}:{index}: {folder} holds no {RESULT_GLOB}")
+        folders.append(folder)
+        out += [text + "\n" for text in compact_tables(results, match.group(2).split(","))]
+        out.append(lines[end])
+        index = end + 1
+    return "".join(out), folders
+
+
+def published_folders(root: str | Path) -> list[Path]:
+    """The folders under ROOT/docs that hold committed raw results (DIR/runs/*/*/*/result.json)."""
+    docs = Path(root, "docs").resolve()
+    return sorted({path.parents[4] for path in docs.glob(f"**/{RESULT_GLOB}")})
+
+
+def check_published(root: str | Path) -> list[str]:
+    """What differs between the published tables of the repository at `root` and what their
+    raw results give: each problem as a line ([] when all agree). Checked: every panm-table
+    block of README.md and docs/**/*.md, the report files (results.md/.csv/.json) of every
+    folder of raw results under docs/, and that all those results are scored on the final
+    test set."""
+    root = Path(root).resolve()
+    problems = []
+    folders = set(published_folders(root))
+    for path in [root / "README.md", *sorted(root.glob("docs/**/*.md"))]:
+        text, read = update_tables(path)
+        if text != path.read_text():
+            problems.append(
+                f"{path.relative_to(root)}: a panm-table block differs from its results"
+            )
+        folders.update(folder.resolve() for folder in read)
+    for folder in sorted(folders):
+        name = folder.relative_to(root) if folder.is_relative_to(root) else folder
+        for file, text in report_texts(folder).items():
+            if not (folder / file).is_file() or (folder / file).read_text() != text:
+                problems.append(f"{name}/{file} differs from its raw results (panm report)")
+        for result in load_results(folder):
+            test_set = (result.get("test_set") or {}).get("name")
+            if test_set != FINAL_TEST_SET:
+                problems.append(
+                    f"{name}/{result['run_dir']}: scored on test set {test_set!r}, not final"
+                )
+    return problems
+
+
+def report_main(
+    folder: str | None, publish_to: str | None, tables: list[str], check_root: str | None
+) -> int:
+    """`panm report [FOLDER [--publish DIR]] [--tables MARKDOWN...] [--check ROOT]`: rewrites a
+    bench folder's report (or publishes its raw results to DIR), regenerates the panm-table
+    blocks of the Markdown files, then checks every published table under ROOT. Returns 0, or 1
+    when the check finds a table that differs from its raw results (each printed)."""
+    if folder:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
+        if publish_to:
+            publish(folder, publish_to)
+            print(f"wrote {publish_to}/runs and its report", file=sys.stderr)
+        else:
+            write_report(folder)
+            print(f"wrote the report of {folder}", file=sys.stderr)
+    for name in tables:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        text, folders = update_tables(path)
+        if text != path.read_text():
+            atomic_write(path, lambda p, t=text: p.write_text(t))
+        print(f"{path}: {len(folders)} table block(s) from their results", file=sys.stderr)
+    if check_root:
+        problems = check_published(check_root)
+        for problem in problems:
+            print(f"panm: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        print("every published table agrees with its raw results", file=sys.stderr)
+    return 0
 
 
 def plot_task(path: Path, task: str, rows: list[RowSummary]) -> None:
@@ -327,21 +612,22 @@ def plot_task(path: Path, task: str, rows: list[RowSummary]) -> None:
     figure.savefig(path, format="png", dpi=120)
 
 
-def _write_csv(path: Path, results: list[dict[str, Any]]) -> None:
+def _csv_text(results: list[dict[str, Any]]) -> str:
     lengths = _lengths(results)
     header = [*RUN_COLUMNS]
     for n in lengths:
         header += [f"sequence_accuracy@{n}", f"token_accuracy@{n}"]
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for result in results:
-            tests = {t["length"]: t for t in result["test"]}
-            line = [result[c] for c in RUN_COLUMNS]
-            for n in lengths:
-                test = tests.get(n, {})
-                line += [test.get("sequence_accuracy", ""), test.get("token_accuracy", "")]
-            writer.writerow(line)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    for result in results:
+        tests = {t["length"]: t for t in result["test"]}
+        line = [result.get(c, "") for c in RUN_COLUMNS]
+        for n in lengths:
+            test = tests.get(n, {})
+            line += [test.get("sequence_accuracy", ""), test.get("token_accuracy", "")]
+        writer.writerow(line)
+    return text.getvalue()
 
 
 def _row_order(task: str, row: str, model: str) -> tuple:
