@@ -238,7 +238,7 @@ def test_smollm2_end_to_end(tmp_path) -> None:
         assert model.generate(batch.src, batch.src_mask, 3).shape == (2, 3)
 
 
-def test_lm_term_dropout_leaves_panm_alone_on_some_training_sequences(tiny_lms) -> None:
+def test_lm_dropout_leaves_panm_alone_on_some_training_sequences(tiny_lms) -> None:
     task, batch = batch_of("copy", size=16)
     path = str(tiny_lms["llama"])
     deterministic = {"panm.base_sampling": False, "panm.decoy_slots": 0}
@@ -248,8 +248,17 @@ def test_lm_term_dropout_leaves_panm_alone_on_some_training_sequences(tiny_lms) 
             parameter.add_(torch.randn_like(parameter) * 0.1)
     lm_terms = build_model("lm", task, {"base_model": path}).eval()
     tgt_in = shifted(batch.tgt)
-    full = model.eval()(batch.src, batch.src_mask, tgt_in=tgt_in)
-    alone = full - lm_terms(batch.src, batch.src_mask, tgt_in=tgt_in)
+    model.eval()
+    full = model(batch.src, batch.src_mask, tgt_in=tgt_in)
+    # PANM alone: its controller sees zeros instead of the LM's states, and no LM logits.
+    saved = {k: v.clone() for k, v in model.controller_in.state_dict().items()}
+    with torch.no_grad():
+        for parameter in model.controller_in.parameters():
+            parameter.zero_()
+    alone = model(batch.src, batch.src_mask, tgt_in=tgt_in) - lm_terms(
+        batch.src, batch.src_mask, tgt_in=tgt_in
+    )
+    model.controller_in.load_state_dict(saved)
     torch.manual_seed(0)
     dropped = model.train()(batch.src, batch.src_mask, tgt_in=tgt_in)
     kinds = []

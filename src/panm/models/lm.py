@@ -69,9 +69,10 @@ class LMConfig(Seq2SeqConfig):
     lora_rank: rank of the LoRA adapters (finetune="lora"); their alpha is twice the rank.
     use_panm: add PANM's logits (the `lm+panm` model).
     memory_layer: hidden states that fill PANM's memory: 0 = input embeddings, k = layer k.
-    lm_term_dropout: with PANM, the probability that a training sequence's LM terms (the LM's
-        logits and the answer head) are left out, so that PANM learns to answer alone (else the
-        pretrained LM's copying fits short prompts and PANM's pointers learn nothing). 0.5.
+    lm_dropout: with PANM, the probability that a training sequence is answered by PANM alone:
+        the LM's logits, the answer head and PANM's controller input are left out. Without it,
+        the pretrained LM's own copying (its last state already predicts the next symbol of
+        a short prompt) fits the training set and PANM's pointers learn nothing. Default 0.5.
     panm: PANM's settings; memory_dim is PANM's width (LM states are projected to it), input_dim
         and output_dim are set from it and the task.
     """
@@ -83,7 +84,7 @@ class LMConfig(Seq2SeqConfig):
     lora_rank: int = 8
     use_panm: bool = False
     memory_layer: int = 0
-    lm_term_dropout: float = 0.5
+    lm_dropout: float = 0.5
     panm: PANMConfig = field(default_factory=PANMConfig)
 
     def __post_init__(self) -> None:
@@ -96,8 +97,8 @@ class LMConfig(Seq2SeqConfig):
             raise ValueError("LM models support tasks with one input field")
         if self.output_vocab_size > len(SYMBOL_TEXTS):
             raise ValueError(f"LM models write at most {len(SYMBOL_TEXTS)} symbols")
-        if not 0.0 <= self.lm_term_dropout < 1.0:
-            raise ValueError(f"lm_term_dropout must be in [0, 1), got {self.lm_term_dropout}")
+        if not 0.0 <= self.lm_dropout < 1.0:
+            raise ValueError(f"lm_dropout must be in [0, 1), got {self.lm_dropout}")
         if self.lora_rank < 1 or self.memory_layer < 0:
             raise ValueError("lora_rank must be >= 1 and memory_layer >= 0")
         self.panm = replace(
@@ -282,10 +283,12 @@ class LMSeq2Seq(Seq2SeqModel):
         logits = logits + self.answer_head(last)
         if self.memory is None:
             return logits
-        if self.training and self.config.lm_term_dropout:
-            drop = torch.rand(len(logits), 1, 1, device=logits.device) < self.config.lm_term_dropout
+        controller_inputs = self.controller_in(last)
+        if self.training and self.config.lm_dropout:
+            drop = torch.rand(len(logits), 1, 1, device=logits.device) < self.config.lm_dropout
             logits = logits.masked_fill(drop, 0.0)
-        panm = self.memory(self.memory_in(memory), memory_mask, inputs=self.controller_in(last))
+            controller_inputs = controller_inputs.masked_fill(drop, 0.0)
+        panm = self.memory(self.memory_in(memory), memory_mask, inputs=controller_inputs)
         return logits + panm.logits
 
     @staticmethod
