@@ -105,7 +105,7 @@ def test_provenance_states_what_the_figures_rest_on():
         "Seeds 0, 1; final test set (seed 271828), 50 sequences per length; "
         "trained 100 steps or 30 minutes (lstm: 300 steps or 30 minutes) on lengths 1–10, "
         "every run made its full budget; checkpoint chosen on validation at lengths 1–10 only; "
-        "machine: Some CPU (2 cores), cpu, 1 torch thread per run, torch 2.13.0; "
+        "machine: Some CPU (2 cores), device cpu, 1 torch thread per run, torch 2.13.0; "
         "1-minute load average 1.5–2.5 as the runs ended; commit 0123456."
     )
     stopped = {**results[0], "stopped_by": "time limit", "steps": 80}

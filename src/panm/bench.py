@@ -283,10 +283,11 @@ QUICK = BenchConfig(
     test_set="final",
 )
 """The quick bench (also configs/quick.json), the README's table: 8 runs of 5,000 steps (the
-Transformer 2,000: its steps cost about twice PANM's, and it fitted its training lengths by step
+Transformer 2,000: its steps cost 1.7 times PANM's, and its validation reached 100% by step
 1,500 in the earlier 3-minute runs), so the rows do not depend on the machine's speed. 60 minutes
-per run is only a safety limit: a run takes about 2-5 minutes on one idle core of this project's
-CPU, and up to about 20 when five jobs share its two cores. Scored on the final test set."""
+per run is only a safety limit: a run's steps take about 2-5 minutes on one core of this
+project's CPU beside one other job (from per-step times), and took up to 17.5 minutes under a
+load average of 6-9 on its two cores. Scored on the final test set."""
 
 
 def load_config(path: str | os.PathLike) -> BenchConfig:

@@ -411,7 +411,7 @@ def _machine_text(results: list[dict[str, Any]]) -> str:
         if machine.get("gpu"):
             text += f", {machine['gpu']}"
         text += (
-            f", {machine['device']}, {machine['torch_threads']} torch thread"
+            f", device {machine['device']}, {machine['torch_threads']} torch thread"
             f"{'s' if machine['torch_threads'] != 1 else ''} per run, torch {machine['torch']}"
         )
         machines[text] += 1
