@@ -58,7 +58,13 @@ from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
 from panm.tasks import Task, get_task
 from panm.tasks.base import Batch
-from panm.training import TrainConfig, sequence_loss, training_batch
+from panm.training import (
+    TrainConfig,
+    clip_gradients,
+    make_optimizer,
+    sequence_loss,
+    training_batch,
+)
 
 REFERENCE_MODEL = "attention"
 """The row every PANM row's step time is compared with."""
@@ -156,7 +162,7 @@ def synchronize(device: torch.device) -> None:
 def make_train_step(model: nn.Module, batch: Batch, task: Task) -> Callable[[], None]:
     """One training step on `batch` as `panm.training.train` does it (loss normalised by the
     target tokens, backward, gradient clipping, Adam)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    optimizer = make_optimizer(model, LEARNING_RATE)
     token_count = int(batch.tgt_mask.sum())
 
     def step() -> None:
@@ -164,7 +170,7 @@ def make_train_step(model: nn.Module, batch: Batch, task: Task) -> Callable[[], 
         loss, _ = sequence_loss(model, batch, task, token_count)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        clip_gradients(model, GRAD_CLIP)
         optimizer.step()
 
     return step
