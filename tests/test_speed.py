@@ -227,3 +227,20 @@ def test_speed_main_writes_json(tmp_path, monkeypatch, capsys):
     assert written["meta"]["threads"] == 1  # the benchmark itself ran single-threaded
     assert set(written) == {"meta", "throughput", "scaling", "ratios"}
     assert "panm-paper" in capsys.readouterr().out
+
+
+@needs_authors
+def test_cli_times_the_authors_code(tmp_path, monkeypatch):
+    import panm.speed
+    from panm.cli import main
+
+    monkeypatch.setattr(
+        panm.speed.SpeedConfig, "quick", classmethod(lambda cls, **kw: replace(TINY, **kw))
+    )
+    out = tmp_path / "speed.json"
+    args = ["bench-speed", "--quick", "--authors-code", str(AUTHORS_DIR), "--out", str(out)]
+    assert main(args) == 0
+    written = json.loads(out.read_text())
+    assert written["meta"]["config"]["authors_code"] == str(AUTHORS_DIR)
+    assert AUTHORS_ROW in written["throughput"]["models"]
+    assert set(written["ratios"]["train_over_authors"]) == set(ROWS)
