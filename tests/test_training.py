@@ -128,7 +128,7 @@ def test_multi_tensor_optimizer_step_equals_the_plain_one():
     Adam and clip_grad_norm_ give, step after step."""
     from panm.models.registry import build_model
     from panm.tasks import get_task
-    from panm.training import clip_gradients, make_optimizer, sequence_loss, training_batch
+    from panm.training import clip_gradients, make_optimizer, training_batch
 
     task, config = get_task("copy"), tiny_config()
     runs = []
@@ -141,7 +141,8 @@ def test_multi_tensor_optimizer_step_equals_the_plain_one():
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, foreach=False)
         for step in range(4):
             batch = training_batch(task, config, step)
-            loss, _ = sequence_loss(model, batch, task, int(batch.tgt_mask.sum()))
+            logits = model(batch.src, batch.src_mask, num_steps=batch.tgt.shape[1])
+            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if fast:
