@@ -2,13 +2,15 @@
 
 import json
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
+from panm.authors_code import authors_copy_setup, load_authors_code
 from panm.speed import (
-    AUTHORS_MODEL,
-    AUTHORS_SEQUENCES_PER_SECOND,
+    AUTHORS_ROW,
     REFERENCE_MODEL,
     SpeedConfig,
     address_bits_for,
@@ -32,6 +34,12 @@ TINY = SpeedConfig.quick(
     },
 )
 ROWS = ("panm", "panm-paper", "attention")
+# The authors' code, beside the repository (shared/ next to the clone, as in CI).
+AUTHORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "authors-panm"
+needs_authors = pytest.mark.skipif(
+    not (AUTHORS_DIR / "baselines" / "panm.py").is_file(),
+    reason=f"the authors' code is not at {AUTHORS_DIR} (needs shared/ beside the repo)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +52,9 @@ def _positive(x: float) -> bool:
 
 
 def test_results_have_every_field(results):
-    assert set(results) == {"meta", "authors", "throughput", "scaling", "ratios"}
+    assert set(results) == {"meta", "throughput", "scaling", "ratios"}
     meta = results["meta"]
-    for key in ("date", "torch_version", "threads", "device", "quick", "config", "platform"):
+    for key in ("date", "torch_version", "threads", "device", "quick", "config", "platform", "cpu"):
         assert key in meta
     assert meta["threads"] == 1 and meta["device"] == "cpu" and meta["quick"] is True
     assert meta["torch_version"] == torch.__version__
@@ -56,9 +64,17 @@ def test_results_have_every_field(results):
         "train_step_over_attention",
         "eval_step_over_attention",
         "train_over_authors",
+        "eval_over_authors",
         "eval_normalised_cost",
     }
     json.dumps(results)  # JSON-ready
+
+
+def test_without_authors_code_there_is_no_authors_row(results):
+    assert AUTHORS_ROW not in results["throughput"]["models"]
+    assert results["ratios"]["train_over_authors"] is None
+    assert results["ratios"]["eval_over_authors"] is None
+    assert "No authors row" in format_table(results)
 
 
 def test_throughputs_are_positive_and_raw_timings_kept(results):
@@ -86,12 +102,66 @@ def test_ratios_are_consistent(results):
         )
         assert ratios["train_step_over_attention"][row] == pytest.approx(expected)
         assert _positive(ratios["eval_step_over_attention"][row])
-    authors = results["authors"]
-    assert authors["model"] == AUTHORS_MODEL
-    assert authors["reference_sequences_per_second"] == AUTHORS_SEQUENCES_PER_SECOND
-    assert ratios["train_over_authors"][AUTHORS_MODEL] == pytest.approx(
-        authors["sequences_per_second"] / AUTHORS_SEQUENCES_PER_SECOND
+
+
+@needs_authors
+def test_authors_row_is_timed_beside_ours():
+    results = run_speed(replace(TINY, authors_code=str(AUTHORS_DIR)), quick=True)
+    models, ratios = results["throughput"]["models"], results["ratios"]
+    assert set(models) == {*ROWS, AUTHORS_ROW}
+    authors = models[AUTHORS_ROW]
+    assert authors["directory"] == str(AUTHORS_DIR.resolve())
+    assert len(authors["model_sha256"]) == 64 and "RMSprop" in authors["optimizer"]
+    for phase in ("train", "eval"):
+        assert len(authors[phase]["seconds"]) == TINY.repeats
+        assert all(_positive(s) for s in authors[phase]["seconds"])
+        assert set(ratios[f"{phase}_over_authors"]) == set(ROWS)
+        for row in ROWS:
+            assert ratios[f"{phase}_over_authors"][row] == pytest.approx(
+                models[row][phase]["sequences_per_second"] / authors[phase]["sequences_per_second"]
+            )
+    assert ratios["train_step_over_attention"][AUTHORS_ROW] == pytest.approx(
+        authors["train"]["median_seconds"] / models[REFERENCE_MODEL]["train"]["median_seconds"]
     )
+    table = format_table(results)
+    assert "Throughput / the authors' code (train): panm " in table
+    assert any(line.split()[:1] == [AUTHORS_ROW] for line in table.splitlines())
+    json.dumps(results)
+
+
+@needs_authors
+def test_authors_model_is_their_copy_configuration():
+    """Their README: 756,010 parameters at hidden 128; the step trains (loss changes, weights
+    move) and evaluation leaves the weights alone."""
+    setup = authors_copy_setup(
+        load_authors_code(AUTHORS_DIR), 128, 2, 3, torch.device("cpu"), seed=0
+    )
+    assert setup.parameters == 756_010
+    before = [p.detach().clone() for p in setup.model.parameters()]
+    setup.eval_step()
+    assert all(torch.equal(a, p) for a, p in zip(before, setup.model.parameters(), strict=True))
+    setup.train_step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, setup.model.parameters(), strict=True))
+    grads = [p.grad for p in setup.model.parameters() if p.grad is not None]
+    assert grads and all(g.abs().max() <= 10.0 for g in grads)  # clipped by value
+
+
+def test_authors_code_folder_must_hold_their_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no baselines/panm\.py"):
+        load_authors_code(tmp_path)
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "baselines" / "panm.py").write_text("X = 1\n")
+    (tmp_path / "datasets" / "copy.py").write_text("Y = 1\n")
+    with pytest.raises(ValueError, match="must define PANM"):
+        load_authors_code(tmp_path)
+
+
+def test_cli_reports_a_bad_authors_folder(tmp_path, capsys):
+    from panm.cli import main
+
+    assert main(["bench-speed", "--quick", "--authors-code", str(tmp_path / "missing")]) == 2
+    assert "no baselines/panm.py" in capsys.readouterr().err
 
 
 def test_eval_scaling_is_normalised_to_the_shortest_length(results):
@@ -110,7 +180,7 @@ def test_eval_scaling_is_normalised_to_the_shortest_length(results):
 
 def test_table_lists_every_model_and_length(results):
     table = format_table(results)
-    for word in (*ROWS, "Authors' code", "cost/(L*T)"):
+    for word in (*ROWS, "cost/(L*T)"):
         assert word in table
     assert any(line.split()[:1] == ["12"] for line in table.splitlines())
 
@@ -155,5 +225,22 @@ def test_speed_main_writes_json(tmp_path, monkeypatch, capsys):
         torch.set_num_threads(previous)
     written = json.loads(out.read_text())
     assert written["meta"]["threads"] == 1  # the benchmark itself ran single-threaded
-    assert set(written) == {"meta", "authors", "throughput", "scaling", "ratios"}
+    assert set(written) == {"meta", "throughput", "scaling", "ratios"}
     assert "panm-paper" in capsys.readouterr().out
+
+
+@needs_authors
+def test_cli_times_the_authors_code(tmp_path, monkeypatch):
+    import panm.speed
+    from panm.cli import main
+
+    monkeypatch.setattr(
+        panm.speed.SpeedConfig, "quick", classmethod(lambda cls, **kw: replace(TINY, **kw))
+    )
+    out = tmp_path / "speed.json"
+    args = ["bench-speed", "--quick", "--authors-code", str(AUTHORS_DIR), "--out", str(out)]
+    assert main(args) == 0
+    written = json.loads(out.read_text())
+    assert written["meta"]["config"]["authors_code"] == str(AUTHORS_DIR)
+    assert AUTHORS_ROW in written["throughput"]["models"]
+    assert set(written["ratios"]["train_over_authors"]) == set(ROWS)

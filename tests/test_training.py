@@ -121,3 +121,35 @@ def test_best_checkpoint_ranks_accuracy_then_loss():
     index = _update_best(index, scores(1.0, 1.0, 0.05), step=4)  # same accuracy, lower loss
     index = _update_best(index, scores(1.0, 1.0, 0.05), step=5)  # a tie keeps the earlier
     assert index["best_step"] == 4 and index["best"].endswith("step-00000004")
+
+
+def test_multi_tensor_optimizer_step_equals_the_plain_one():
+    """`make_optimizer` and `clip_gradients` (foreach) give exactly the parameters that plain
+    Adam and clip_grad_norm_ give, step after step."""
+    from panm.models.registry import build_model
+    from panm.tasks import get_task
+    from panm.training import clip_gradients, make_optimizer, training_batch
+
+    task, config = get_task("copy"), tiny_config()
+    runs = []
+    for fast in (False, True):
+        torch.manual_seed(0)
+        model = build_model("panm", task, TINY_PANM)
+        if fast:
+            optimizer = make_optimizer(model, 1e-2)
+        else:
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, foreach=False)
+        for step in range(4):
+            batch = training_batch(task, config, step)
+            logits = model(batch.src, batch.src_mask, num_steps=batch.tgt.shape[1])
+            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if fast:
+                clip_gradients(model, 0.5)
+            else:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5, foreach=False)
+            optimizer.step()
+        runs.append(model.state_dict())
+    for name, value in runs[0].items():
+        assert torch.equal(value, runs[1][name]), name

@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="JSON results file (default: bench_out/speed.json)")
     sp.add_argument("--quick", action="store_true", help="fewer repeats")
     sp.add_argument("--device", default="cpu")
+    sp.add_argument(
+        "--authors-code",
+        metavar="DIR",
+        help="time the authors' PANM from DIR (a checkout of thaihungle/PANM) beside ours",
+    )
     sp.set_defaults(run=run_speed)
 
     vz = commands.add_parser("viz", help="draw PANM's pointer attention for one example (PNG)")
@@ -410,7 +415,8 @@ def run_speed(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: no CUDA device is available")
-    return speed_main(args.out or str(Path("bench_out") / "speed.json"), args.quick, args.device)
+    out = args.out or str(Path("bench_out") / "speed.json")
+    return speed_main(out, args.quick, args.device, args.authors_code)
 
 
 def run_viz(args: argparse.Namespace) -> int:

@@ -1,23 +1,27 @@
-"""Speed benchmark: training and evaluation throughput of PANM against the attention baseline.
+"""Speed benchmark: training and evaluation throughput of PANM, the attention baseline and,
+side by side, the authors' code.
 
-`panm bench-speed [--out FILE.json] [--quick] [--device cuda]` runs :func:`run_speed` and prints
-:func:`format_table`. In one run it measures, on Copy with fixed-length batches:
+`panm bench-speed [--out FILE.json] [--quick] [--device cuda] [--authors-code DIR]` runs
+:func:`run_speed` and prints :func:`format_table`. In one run it measures, on Copy with
+fixed-length batches:
 
 * training throughput (sequences/s of a full step: forward, backward, gradient clipping and
   Adam, exactly as `panm.training.train` does it) of the default-recipe PANM (``panm``), the
   paper-literal PANM (``panm-paper``: GRU encoder memory, dot-product address attention, no
   decoys) and the ``attention`` baseline, all at the same width and batch size;
 * evaluation throughput (no gradients, eval mode) of the same models;
+* with ``--authors-code DIR``, the same two for the authors' PANM built from DIR (row
+  ``authors``, see :mod:`panm.authors_code`: their model, data generator, RMSprop and clipping
+  by value, at hidden size = width), timed in the same rounds as ours; without DIR there is no
+  authors row and no ratio to it;
 * evaluation time per sequence of PANM at growing input lengths L (T = L output steps), with the
   cost per (slot x step) normalised to the shortest length: values <= 1 mean the time grows no
-  faster than L x T;
-* the ratio of our training throughput to the authors' code on the same configuration (hidden
-  128, batch 128, length 10), which runs at about :data:`AUTHORS_SEQUENCES_PER_SECOND` on the
-  development machine.
+  faster than L x T.
 
 Timings of the compared configurations are interleaved (one round times every configuration in
 turn) and repeated; reported figures are medians over rounds, and every raw timing is kept in the
-JSON. Batches are built before timing: data generation is not measured. Torch runs with one CPU
+JSON with the machine (CPU model, torch version, threads, load average before and after).
+Batches are built before timing: data generation is not measured. Torch runs with one CPU
 thread by default (`SpeedConfig.threads`), which is what the training commands use.
 """
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -39,23 +44,33 @@ from typing import Any
 import torch
 from torch import nn
 
+from panm.authors_code import (
+    CLIP_VALUE,
+    RMSPROP_ALPHA,
+    RMSPROP_MOMENTUM,
+    authors_copy_setup,
+    load_authors_code,
+)
+from panm.authors_code import LEARNING_RATE as AUTHORS_LR
 from panm.models.base import Seq2SeqModel
 from panm.models.registry import build_model
 from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
 from panm.tasks import Task, get_task
 from panm.tasks.base import Batch
-from panm.training import TrainConfig, sequence_loss, training_batch
-
-AUTHORS_SEQUENCES_PER_SECOND = 140.0
-"""Training throughput of the authors' PANM code on Copy (hidden 128, batch 128, length 10),
-measured on the development machine (2 shared cores, one thread)."""
+from panm.training import (
+    TrainConfig,
+    clip_gradients,
+    make_optimizer,
+    sequence_loss,
+    training_batch,
+)
 
 REFERENCE_MODEL = "attention"
 """The row every PANM row's step time is compared with."""
 
-AUTHORS_MODEL = "panm-paper"
-"""The row compared with the authors' code (the same architecture as theirs)."""
+AUTHORS_ROW = "authors"
+"""The row of the authors' code (present only with `SpeedConfig.authors_code`)."""
 
 SCALING_MODEL = "panm"
 """The row whose evaluation time is measured at growing lengths."""
@@ -81,6 +96,7 @@ class SpeedConfig:
     device: "cpu", "cuda", "cuda:1", ...
     seed: seed of the model initialisations and the batches.
     extra_overrides: per-row model overrides applied last (e.g. smaller widths in tests).
+    authors_code: directory of the authors' code (see `panm.authors_code`); None: no authors row.
     """
 
     width: int = 128
@@ -96,6 +112,7 @@ class SpeedConfig:
     device: str = "cpu"
     seed: int = 0
     extra_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    authors_code: str | None = None
 
     def __post_init__(self) -> None:
         self.eval_lengths = tuple(self.eval_lengths)
@@ -145,7 +162,7 @@ def synchronize(device: torch.device) -> None:
 def make_train_step(model: nn.Module, batch: Batch, task: Task) -> Callable[[], None]:
     """One training step on `batch` as `panm.training.train` does it (loss normalised by the
     target tokens, backward, gradient clipping, Adam)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    optimizer = make_optimizer(model, LEARNING_RATE)
     token_count = int(batch.tgt_mask.sum())
 
     def step() -> None:
@@ -153,7 +170,7 @@ def make_train_step(model: nn.Module, batch: Batch, task: Task) -> Callable[[], 
         loss, _ = sequence_loss(model, batch, model.decoder_start_id(task), token_count)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        clip_gradients(model, GRAD_CLIP)
         optimizer.step()
 
     return step
@@ -232,45 +249,54 @@ def build_row(
 
 
 def measure_throughput(config: SpeedConfig, task: Task) -> dict[str, Any]:
-    """Training and evaluation throughput of every row of `model_setups` (see the module doc),
-    and the time `panm.training.training_batch` takes to build one batch ("data": not part of
-    the step timings, reported to show its share of a training step)."""
+    """Training and evaluation throughput of every row of `model_setups` and, with
+    `config.authors_code`, of the authors' code (row `AUTHORS_ROW`), all timed in the same
+    interleaved rounds (see the module doc); and the time `panm.training.training_batch` takes
+    to build one batch ("data": not part of the step timings, reported to show its share of a
+    training step)."""
     device = torch.device(config.device)
     setups = model_setups(config.width)
     batch = fixed_batch(task, config.train_length, config.batch_size, config.seed).to(device)
     models = {row: build_row(setups, row, config, task) for row in setups}
-    train = time_interleaved(
-        {row: make_train_step(m, batch, task) for row, m in models.items()},
-        config.repeats,
-        config.calls,
-        config.warmup,
-        device,
-    )
-    evaluate = time_interleaved(
-        {row: make_eval_step(m, batch, task) for row, m in models.items()},
-        config.repeats,
-        config.calls,
-        config.warmup,
-        device,
-    )
+    train_steps = {row: make_train_step(m, batch, task) for row, m in models.items()}
+    eval_steps = {row: make_eval_step(m, batch, task) for row, m in models.items()}
+    rows: dict[str, dict[str, Any]] = {
+        row: {
+            "model": setups[row][0],
+            "overrides": {**setups[row][1], **config.extra_overrides.get(row, {})},
+            "parameters": sum(p.numel() for p in models[row].parameters()),
+        }
+        for row in setups
+    }
+    if config.authors_code is not None:
+        code = load_authors_code(config.authors_code)
+        authors = authors_copy_setup(
+            code, config.width, config.batch_size, config.train_length, device, config.seed
+        )
+        train_steps[AUTHORS_ROW], eval_steps[AUTHORS_ROW] = authors.train_step, authors.eval_step
+        rows[AUTHORS_ROW] = {
+            "model": "PANM of the authors' baselines/panm.py",
+            "directory": str(code.directory),
+            "model_sha256": code.model_sha256,
+            "optimizer": (
+                f"RMSprop lr {AUTHORS_LR:g} alpha {RMSPROP_ALPHA:g} momentum "
+                f"{RMSPROP_MOMENTUM:g}, clip_grad_value_ {CLIP_VALUE:g}"
+            ),
+            "parameters": authors.parameters,
+        }
+    timings = {
+        phase: time_interleaved(steps, config.repeats, config.calls, config.warmup, device)
+        for phase, steps in (("train", train_steps), ("eval", eval_steps))
+    }
     data = []
     for round_ in range(config.repeats):  # the batch generator `train` runs before every step
         start = time.perf_counter()
         fixed_batch(task, config.train_length, config.batch_size, config.seed + 1 + round_)
         data.append(time.perf_counter() - start)
-    return {
-        "data": _summary(data, config.batch_size),
-        "models": {
-            row: {
-                "model": setups[row][0],
-                "overrides": {**setups[row][1], **config.extra_overrides.get(row, {})},
-                "parameters": sum(p.numel() for p in models[row].parameters()),
-                "train": _summary(train[row], config.batch_size),
-                "eval": _summary(evaluate[row], config.batch_size),
-            }
-            for row in setups
-        },
-    }
+    for row, entry in rows.items():
+        for phase in ("train", "eval"):
+            entry[phase] = _summary(timings[phase][row], config.batch_size)
+    return {"data": _summary(data, config.batch_size), "models": rows}
 
 
 def address_bits_for(length: int, minimum: int = 8) -> int:
@@ -327,24 +353,34 @@ def measure_scaling(config: SpeedConfig, task: Task) -> dict[str, Any]:
 
 
 def ratios(throughput: dict[str, Any], scaling: dict[str, Any]) -> dict[str, Any]:
-    """The headline ratios: PANM rows / attention step time (train and eval), ours / the
-    authors' throughput, and the normalised per-(slot x step) cost at each length."""
+    """The headline ratios: step time of each PANM row (and the authors') / the attention
+    baseline's (train and eval); our throughput / the authors' (train and eval; None without an
+    authors row); and the normalised per-(slot x step) cost at each length."""
     models = throughput["models"]
     reference = models[REFERENCE_MODEL]
-    panm_rows = [row for row in models if row != REFERENCE_MODEL]
+    compared = [row for row in models if row != REFERENCE_MODEL]
+    ours = [row for row in models if row != AUTHORS_ROW]
+    authors = models.get(AUTHORS_ROW)
+
+    def over_authors(phase: str) -> dict[str, float] | None:
+        if authors is None:
+            return None
+        return {
+            row: models[row][phase]["sequences_per_second"] / authors[phase]["sequences_per_second"]
+            for row in ours
+        }
+
     return {
         "train_step_over_attention": {
             row: models[row]["train"]["median_seconds"] / reference["train"]["median_seconds"]
-            for row in panm_rows
+            for row in compared
         },
         "eval_step_over_attention": {
             row: models[row]["eval"]["median_seconds"] / reference["eval"]["median_seconds"]
-            for row in panm_rows
+            for row in compared
         },
-        "train_over_authors": {
-            row: models[row]["train"]["sequences_per_second"] / AUTHORS_SEQUENCES_PER_SECOND
-            for row in panm_rows
-        },
+        "train_over_authors": over_authors("train"),
+        "eval_over_authors": over_authors("eval"),
         "eval_normalised_cost": {
             str(row["length"]): row["normalised_cost"] for row in scaling["lengths"]
         },
@@ -362,12 +398,21 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (other work on the machine), where known."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def run_speed(config: SpeedConfig | None = None, quick: bool = False) -> dict[str, Any]:
     """Runs the whole speed benchmark and returns its JSON-ready results (see the module doc)."""
     config = config or (SpeedConfig.quick() if quick else SpeedConfig())
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {config.device!r}: no CUDA device is available")
+    load_before = _load_average()
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -391,17 +436,13 @@ def run_speed(config: SpeedConfig | None = None, quick: bool = False) -> dict[st
             "device_name": (
                 torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
             ),
+            "cpu": _cpu_name(),
+            "load_average_before": load_before,
+            "load_average_after": _load_average(),
             "quick": quick,
             "task": TASK,
             "elapsed_seconds": elapsed,
             "config": dataclasses.asdict(config),
-        },
-        "authors": {
-            "model": AUTHORS_MODEL,
-            "reference_sequences_per_second": AUTHORS_SEQUENCES_PER_SECOND,
-            "sequences_per_second": throughput["models"][AUTHORS_MODEL]["train"][
-                "sequences_per_second"
-            ],
         },
         "throughput": throughput,
         "scaling": scaling,
@@ -414,8 +455,9 @@ def format_table(results: dict[str, Any]) -> str:
     meta, config = results["meta"], results["meta"]["config"]
     models, r = results["throughput"]["models"], results["ratios"]
     lines = [
-        f"panm speed: {meta['device']}, {meta['threads']} thread(s), torch "
-        f"{meta['torch_version']}, {meta['date']}",
+        f"panm speed: {meta['device']} ({meta['device_name']}), {meta['threads']} thread(s), "
+        f"torch {meta['torch_version']}, {meta['date']}, load average {meta['load_average_before']}"
+        f" before, {meta['load_average_after']} after",
         f"Copy, input length {config['train_length']}, batch {config['batch_size']}, "
         f"width {config['width']}; medians of {config['repeats']} interleaved rounds",
         "",
@@ -431,14 +473,19 @@ def format_table(results: dict[str, Any]) -> str:
             f"{m['eval']['sequences_per_second']:>12.0f}{train_ratio:>14.2f}{eval_ratio:>13.2f}"
         )
     data = results["throughput"]["data"]
-    authors = results["authors"]
     lines += [
         f"(building one training batch, not timed above: {data['median_seconds'] * 1e3:.1f} ms)",
         "",
-        f"Authors' code: {authors['reference_sequences_per_second']:.0f} seq/s training; ours: "
-        + ", ".join(f"{row} {ratio:.1f}x" for row, ratio in r["train_over_authors"].items()),
-        "",
     ]
+    if r["train_over_authors"] is None:
+        lines += ["No authors row (give --authors-code DIR to time the authors' code).", ""]
+    else:
+        for phase in ("train", "eval"):
+            lines.append(
+                f"Throughput / the authors' code ({phase}): "
+                + ", ".join(f"{row} {x:.2f}x" for row, x in r[f"{phase}_over_authors"].items())
+            )
+        lines.append("")
     scaling = results["scaling"]
     lines.append(
         f"Evaluation time per sequence, {scaling['model']} (address bits "
@@ -453,9 +500,10 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def speed_main(out: str | None, quick: bool, device: str) -> int:
+def speed_main(out: str | None, quick: bool, device: str, authors_code: str | None = None) -> int:
     """The `panm bench-speed` command: runs the benchmark, prints the table, writes the JSON."""
-    config = SpeedConfig.quick(device=device) if quick else SpeedConfig(device=device)
+    settings = {"device": device, "authors_code": authors_code}
+    config = SpeedConfig.quick(**settings) if quick else SpeedConfig(**settings)
     results = run_speed(config, quick=quick)
     print(format_table(results), flush=True)
     if out:

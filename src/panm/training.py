@@ -161,6 +161,18 @@ def sequence_loss(model: nn.Module, batch: Batch, bos_id: int | None, token_coun
     return (losses * batch.tgt_mask).sum() / token_count, logits
 
 
+def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam over every parameter. foreach=True updates all parameters with one multi-tensor op
+    per formula term instead of one op per parameter (the default on GPUs, not on the CPU):
+    the same numbers, fewer small ops."""
+    return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> None:
+    """Scales the gradients to a total norm of at most `max_norm` (multi-tensor, as above)."""
+    nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=True)
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size), initialising the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -250,7 +262,7 @@ def _train(
             run_dir / RUN_CONFIG,
             lambda p: p.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n"),
         )
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.lr)
     step = 0
     elapsed = 0.0
     if state:
@@ -305,7 +317,7 @@ def _train(
             optimizer.zero_grad(set_to_none=True)
             (loss * world).backward()
             if config.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                clip_gradients(model, config.grad_clip)
             optimizer.step()
             step += 1
             bar.update(1)
