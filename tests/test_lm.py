@@ -71,15 +71,17 @@ def test_shapes_and_cached_decoding(tiny_lms, arch, name, finetune) -> None:
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_left_and_right_padding_give_each_sample_its_own_states(tiny_lms, arch) -> None:
     task = get_task("copy")
-    model = build_model("lm+panm", task, {"base_model": str(tiny_lms[arch]), "memory_layer": 1})
+    model = build_model(
+        "lm+panm",
+        task,
+        {"base_model": str(tiny_lms[arch]), "memory_layer": 1, "controller_layer": 2},
+    )
     sequences = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14]]
     alone = [model.lm_states([s])[0] for s in sequences]
     for padding in ("left", "right"):
-        for (memory, last), (memory1, last1) in zip(
-            model.lm_states(sequences, padding=padding), alone, strict=True
-        ):
-            torch.testing.assert_close(memory, memory1, atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(last, last1, atol=1e-5, rtol=1e-5)
+        for states, states1 in zip(model.lm_states(sequences, padding=padding), alone, strict=True):
+            for layer, layer1 in zip(states, states1, strict=True):
+                torch.testing.assert_close(layer, layer1, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="padding"):
         model.lm_states(sequences, padding="middle")
 
@@ -106,9 +108,9 @@ def test_frozen_states_are_cached_and_equal_to_a_fresh_run(tiny_lms) -> None:
     first = model(batch.src, batch.src_mask, tgt_in=tgt_in)
     cached = list(model._frozen_states)
     assert len(cached) == len(batch)
-    for key, (memory, last) in zip(cached, model.lm_states([list(k) for k in cached]), strict=True):
-        torch.testing.assert_close(model._frozen_states[key][0], memory)
-        torch.testing.assert_close(model._frozen_states[key][1], last)
+    for key, states in zip(cached, model.lm_states([list(k) for k in cached]), strict=True):
+        for stored, fresh in zip(model._frozen_states[key], states, strict=True):
+            torch.testing.assert_close(stored, fresh)
     torch.testing.assert_close(model(batch.src, batch.src_mask, tgt_in=tgt_in), first)
 
 
@@ -189,7 +191,7 @@ def test_bad_input_is_refused(tiny_lms, monkeypatch, tmp_path) -> None:
         build_model("lm", get_task("priority_sort"), {"base_model": path})
     with pytest.raises(ValueError, match="finetune"):
         build_model("lm", get_task("copy"), {"base_model": path, "finetune": "full"})
-    with pytest.raises(ValueError, match="memory_layer"):
+    with pytest.raises(ValueError, match="controller_layer must be <="):
         build_model("lm+panm", get_task("copy"), {"base_model": path, "memory_layer": 9})
     with pytest.raises(FileNotFoundError, match="local model folder"):
         build_model("lm", get_task("copy"), {"base_model": str(tmp_path / "nowhere")})

@@ -5,6 +5,7 @@ Kept apart from the library code (as in torchtune): a recipe is data, a `TrainCo
 
 from __future__ import annotations
 
+from panm.models.registry import LM_MODEL_NAMES
 from panm.training import TrainConfig
 
 # The PANM design that extrapolates on Copy, Reverse and Mix (see docs/results.md): memory slots
@@ -97,7 +98,7 @@ LM_TRAINING = {
     "batch_size": 32,
     "train_examples": 2000,
     "valid_count": 100,
-    "eval_every": 500,
+    "eval_every": 1000,
 }
 LM_PANM = {k: v for k, v in PANM_EXTRAPOLATING.items() if k.startswith("panm.")}
 
@@ -108,7 +109,7 @@ def default_train_config(task: str, model: str) -> TrainConfig:
     if model == "panm":
         overrides = {**PANM_EXTRAPOLATING, **PANM_TASK_RECIPES.get(task, {})}
         training = PANM_TASK_TRAINING.get(task, {})
-    if model in ("lm", "lm+panm"):
+    if model in LM_MODEL_NAMES:
         overrides = LM_PANM if model == "lm+panm" else {}
         training = LM_TRAINING
     return TrainConfig(

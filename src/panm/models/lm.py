@@ -69,6 +69,10 @@ class LMConfig(Seq2SeqConfig):
     lora_rank: rank of the LoRA adapters (finetune="lora"); their alpha is twice the rank.
     use_panm: add PANM's logits (the `lm+panm` model).
     memory_layer: hidden states that fill PANM's memory: 0 = input embeddings, k = layer k.
+    controller_layer: hidden states at the answer positions that are PANM's controller input
+        (0: the embedding of the token the LM reads there, the previous answer symbol). Not the
+        last layer by default: the last states carry the LM's own answer, which PANM's
+        controller learned to trust on short prompts and which drifts on long ones (docs/lm.md).
     lm_dropout: with PANM, the probability that a training sequence is answered by PANM alone:
         the LM's logits, the answer head and PANM's controller input are left out. Without it,
         the pretrained LM's own copying (its last state already predicts the next symbol of
@@ -84,6 +88,7 @@ class LMConfig(Seq2SeqConfig):
     lora_rank: int = 8
     use_panm: bool = False
     memory_layer: int = 0
+    controller_layer: int = 0
     lm_dropout: float = 0.5
     panm: PANMConfig = field(default_factory=PANMConfig)
 
@@ -99,8 +104,8 @@ class LMConfig(Seq2SeqConfig):
             raise ValueError(f"LM models write at most {len(SYMBOL_TEXTS)} symbols")
         if not 0.0 <= self.lm_dropout < 1.0:
             raise ValueError(f"lm_dropout must be in [0, 1), got {self.lm_dropout}")
-        if self.lora_rank < 1 or self.memory_layer < 0:
-            raise ValueError("lora_rank must be >= 1 and memory_layer >= 0")
+        if self.lora_rank < 1 or self.memory_layer < 0 or self.controller_layer < 0:
+            raise ValueError("lora_rank must be >= 1, memory_layer and controller_layer >= 0")
         self.panm = replace(
             self.panm, input_dim=self.panm.memory_dim, output_dim=self.output_vocab_size
         )
@@ -140,8 +145,8 @@ class LMSeq2Seq(Seq2SeqModel):
         self.lm = lm
         self.lm.eval()
         layers = self._causal_lm().config.num_hidden_layers
-        if config.memory_layer > layers:
-            raise ValueError(f"memory_layer {config.memory_layer} > the LM's {layers} layers")
+        if max(config.memory_layer, config.controller_layer) > layers:
+            raise ValueError(f"memory_layer and controller_layer must be <= the LM's {layers}")
         width = self._causal_lm().config.hidden_size
 
         # Prompt pieces as token ids.
@@ -195,8 +200,8 @@ class LMSeq2Seq(Seq2SeqModel):
         position_ids: Tensor,
         past: Any = None,
         use_cache: bool = False,
-    ) -> tuple[Tensor, Tensor, Any]:
-        """One LM call: (memory-layer states, last-layer states, key/value cache).
+    ) -> tuple[Tensor, Tensor, Tensor, Any]:
+        """One LM call: (memory-layer, controller-layer and last-layer states, key/value cache).
 
         ids, attention_mask (the whole sequence so far, with `past`), position_ids: (B, N).
         States: (B, N, width) for the N new positions.
@@ -212,14 +217,16 @@ class LMSeq2Seq(Seq2SeqModel):
         )
         return (
             out.hidden_states[self.config.memory_layer],
+            out.hidden_states[self.config.controller_layer],
             out.last_hidden_state,
-            out.past_key_values,
+            out.cache,
         )
 
     def lm_states(
         self, sequences: list[list[int]], padding: str = "right"
-    ) -> list[tuple[Tensor, Tensor]]:
-        """Per token sequence, its (memory-layer states, last-layer states), each (len, width).
+    ) -> list[tuple[Tensor, ...]]:
+        """Per token sequence, its (memory-layer, controller-layer, last-layer) states, each
+        (len, width).
 
         The sequences run as one batch padded on the `padding` side ("left" or "right"); each
         sample's states do not depend on the padding (tested).
@@ -236,14 +243,14 @@ class LMSeq2Seq(Seq2SeqModel):
             mask[row, span] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        memory_states, last_states, _ = self._run_lm(ids, mask, positions)
+        *states, _ = self._run_lm(ids, mask, positions)
         result = []
         for row, seq in enumerate(sequences):
             span = slice(longest - len(seq), longest) if padding == "left" else slice(0, len(seq))
-            result.append((memory_states[row, span], last_states[row, span]))
+            result.append(tuple(layer[row, span] for layer in states))
         return result
 
-    def _states(self, sequences: list[list[int]]) -> list[tuple[Tensor, Tensor]]:
+    def _states(self, sequences: list[list[int]]) -> list[tuple[Tensor, ...]]:
         """`lm_states`, from the cache for a frozen LM (computed once per distinct sequence)."""
         if self.config.finetune != "frozen":
             return self.lm_states(sequences)
@@ -272,10 +279,12 @@ class LMSeq2Seq(Seq2SeqModel):
             for row, valid in zip(tokens, src_mask, strict=True)
         ]
 
-    def _logits(self, memory: Tensor, memory_mask: Tensor, last: Tensor) -> Tensor:
-        """memory (B, L, width) LM states over the operands, right-padded (memory_mask (B, L)),
-        last (B, T, width) the LM's last hidden states at the answer steps -> logits
-        (B, T, symbols)."""
+    def _logits(
+        self, memory: Tensor, memory_mask: Tensor, controller: Tensor, last: Tensor
+    ) -> Tensor:
+        """memory (B, L, width) LM states over the operands, right-padded (memory_mask (B, L));
+        controller, last (B, T, width) the LM's controller-layer and last hidden states at the
+        answer steps -> logits (B, T, symbols)."""
         head = self._causal_lm().get_output_embeddings()
         logits = last @ head.weight[self.symbol_tokens].T
         if head.bias is not None:
@@ -283,7 +292,7 @@ class LMSeq2Seq(Seq2SeqModel):
         logits = logits + self.answer_head(last)
         if self.memory is None:
             return logits
-        controller_inputs = self.controller_in(last)
+        controller_inputs = self.controller_in(controller)
         if self.training and self.config.lm_dropout:
             drop = torch.rand(len(logits), 1, 1, device=logits.device) < self.config.lm_dropout
             logits = logits.masked_fill(drop, 0.0)
@@ -314,12 +323,15 @@ class LMSeq2Seq(Seq2SeqModel):
         answers = self.symbol_tokens[tgt_in[:, 1:]].tolist()
         states = self._states([p + a for p, a in zip(prompts, answers, strict=True)])
         prefix, steps = len(self.prefix_ids), tgt_in.shape[1]
-        memory, last = [], []
-        for prompt, (memory_states, last_states) in zip(prompts, states, strict=True):
+        memory, controller, last = [], [], []
+        for prompt, (memory_states, controller_states, last_states) in zip(
+            prompts, states, strict=True
+        ):
             start = len(prompt) - 1  # the marker: the LM's state there predicts answer step 0
             memory.append(memory_states[prefix:start])
+            controller.append(controller_states[start : start + steps])
             last.append(last_states[start : start + steps])
-        return self._logits(*self._pad(memory), torch.stack(last))
+        return self._logits(*self._pad(memory), torch.stack(controller), torch.stack(last))
 
     @torch.no_grad()
     def generate(
@@ -345,7 +357,9 @@ class LMSeq2Seq(Seq2SeqModel):
             ids[row, longest - len(prompt) :] = torch.tensor(prompt, device=device)
             mask[row, longest - len(prompt) :] = 1
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        memory_states, last_states, past = self._run_lm(ids, mask, positions, use_cache=True)
+        memory_states, controller_states, last_states, past = self._run_lm(
+            ids, mask, positions, use_cache=True
+        )
         prefix = len(self.prefix_ids)
         memory, memory_mask = self._pad(
             [
@@ -353,17 +367,22 @@ class LMSeq2Seq(Seq2SeqModel):
                 for row, p in enumerate(prompts)
             ]
         )
-        last = [last_states[:, -1]]
+        controller, last = [controller_states[:, -1]], [last_states[:, -1]]
         chosen = []
         for step in range(num_steps):
-            logits = self._logits(memory, memory_mask, torch.stack(last, dim=1))[:, -1]
+            logits = self._logits(
+                memory, memory_mask, torch.stack(controller, dim=1), torch.stack(last, dim=1)
+            )[:, -1]
             chosen.append(logits.argmax(-1))
             if step + 1 == num_steps:
                 break
             positions = positions[:, -1:] + 1
             mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
             token = self.symbol_tokens[chosen[-1]].unsqueeze(1)
-            _, new_last, past = self._run_lm(token, mask, positions, past, use_cache=True)
+            _, new_controller, new_last, past = self._run_lm(
+                token, mask, positions, past, use_cache=True
+            )
+            controller.append(new_controller[:, -1])
             last.append(new_last[:, -1])
         return torch.stack(chosen, dim=1)
 

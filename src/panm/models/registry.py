@@ -38,10 +38,13 @@ MODELS: dict[str, tuple[type[Seq2SeqModel], dict[str, Any]]] = {
     "lm+panm": (LMSeq2Seq, {"decoder_input": "previous_token", "use_panm": True}),
 }
 MODEL_NAMES = tuple(MODELS)
+LM_MODEL_NAMES = ("lm", "lm+panm")
+"""The models built on a pretrained language model (they need the `lm` extra and its weights)."""
 _CLASSES = {cls.model_type: cls for cls, _ in MODELS.values()}
 
 __all__ = [
     "EVALUATION_SETTINGS",
+    "LM_MODEL_NAMES",
     "MODELS",
     "MODEL_NAMES",
     "AttentionConfig",
