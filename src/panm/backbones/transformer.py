@@ -100,7 +100,8 @@ class MultiHeadAttention(nn.Module):
     ) -> Tensor:
         """x (B, Lq, D), context (B, Lk, D), key_mask (B, Lk) bool -> (B, Lq, D).
 
-        `causal` lets query i see keys 0..i only; `position` rotates queries and keys and/or
+        `causal` lets a query see the keys up to its own step only (query i of Lq sees keys
+        0..Lk-Lq+i, see `attention_mask`); `position` rotates queries and keys and/or
         biases the scores (self-attention only: queries and keys share the positions, 0, 1, ...
         or the stack's draw `positions` (Lq,) of a randomized encoding).
         With a `cache` (cached decoding) the keys and values of `context`, if given, are
