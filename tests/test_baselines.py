@@ -336,10 +336,12 @@ def test_alibi_bias() -> None:
     assert alibi_slopes(4) == [2**-2, 2**-4, 2**-6, 2**-8]
     assert alibi_slopes(8) == [2 ** -(i + 1) for i in range(8)]
     assert alibi_slopes(6) == [*alibi_slopes(4), 2**-1, 2**-3]
-    bias = ALiBi(heads=4).attention_bias(3, 5)[0]
-    assert bias[1, 2, 4].item() == pytest.approx(-2 * 2**-4)
-    assert bias[0, 2, 0].item() == pytest.approx(-2 * 2**-2)
-    assert (bias.diagonal(dim1=1, dim2=2) == 0).all()
+    bias = ALiBi(heads=4).attention_bias(3, 5)[0]  # queries at the last 3 key positions
+    assert bias[1, 0, 4].item() == pytest.approx(-2 * 2**-4)
+    assert bias[0, 2, 0].item() == pytest.approx(-4 * 2**-2)
+    assert (bias.diagonal(offset=2, dim1=1, dim2=2) == 0).all()
+    with pytest.raises(ValueError, match="queries are the last"):
+        ALiBi(heads=4).attention_bias(5, 3)
 
 
 def test_relative_bias_buckets() -> None:

@@ -186,10 +186,12 @@ def test_oracle_length_decoding_delays_eos_only():
         no_input.generate(batch.src, batch.src_mask, 3, eos_id=0, min_steps=torch.tensor([2]))
 
 
+@pytest.mark.parametrize("cache", [False, True])
 @pytest.mark.parametrize("decoder", ["none", "transformer"])
-def test_random_eval_base_is_one_draw_per_sequence_for_the_whole_decoding(decoder):
-    """Token-by-token generation calls the model once per step; every call must use the same
-    random bases, so the tokens equal one teacher-forced pass from the same random state."""
+def test_random_eval_base_is_one_draw_per_sequence_for_the_whole_decoding(decoder, cache):
+    """Uncached generation calls the model once per step and every call must use the same
+    random bases; cached generation plans PANM once. Either way the tokens equal one
+    teacher-forced pass from the same random state, which they leave as that pass does."""
     task = get_task("scan", split="cutoff-44")
     encoder = "transformer" if decoder == "transformer" else "gru"
     model = small_panm(task, encoder=encoder, decoder=decoder, **{"panm.eval_base": "random"})
@@ -198,15 +200,16 @@ def test_random_eval_base_is_one_draw_per_sequence_for_the_whole_decoding(decode
     bases = []
     model.memory.register_forward_hook(lambda module, args, out: bases.append(out.addresses[:, 0]))
     torch.manual_seed(0)
-    tokens = model.generate(batch.src, batch.src_mask, 8, bos_id=task.bos_id)
-    assert len(bases) == 8
-    for step_bases in bases[1:]:
-        assert torch.equal(step_bases, bases[0])
-    assert len({tuple(row.tolist()) for row in bases[0]}) > 8  # and differ per sequence
+    tokens = model.generate(batch.src, batch.src_mask, 8, bos_id=task.bos_id, cache=cache)
+    if not cache:
+        assert len(bases) == 8
+        for step_bases in bases[1:]:
+            assert torch.equal(step_bases, bases[0])
     after_generate = torch.rand(1)
     torch.manual_seed(0)
     tgt_in = torch.cat([torch.full_like(tokens[:, :1], task.bos_id), tokens[:, :-1]], dim=1)
     with torch.no_grad():
         forced = model(batch.src, batch.src_mask, tgt_in=tgt_in)
+    assert len({tuple(row.tolist()) for row in bases[-1]}) > 8  # bases differ per sequence
     assert torch.equal(forced.argmax(-1), tokens)
     assert torch.equal(torch.rand(1), after_generate)  # the state advanced as by one pass

@@ -409,10 +409,10 @@ def test_initial_read_primes_the_controller_with_the_start_slots():
     calls = []
     panm.controller.register_forward_hook(lambda module, args, out: calls.append(args[0]))
     panm(memory, mask, num_steps=2)
-    sequence = calls[0]  # (B, 1 + T, input): the step-0 read, then one input per step
-    assert sequence.shape[1] == 3
+    step0, steps = calls  # (B, 1, input) the step-0 read, then (B, T, input) one per step
+    assert step0.shape[1] == 1 and steps.shape[1] == 2
     expected = torch.cat([memory[[0, 1], [0, 0]], memory[[0, 1], [3, 2]]], dim=-1)
-    torch.testing.assert_close(sequence[:, 0], expected)
+    torch.testing.assert_close(step0[:, 0], expected)
 
 
 def test_mode2_exclusion_reads_each_slot_once_in_score_order():

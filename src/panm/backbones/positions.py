@@ -6,7 +6,8 @@ needs it, so that one attention module serves them all:
 * `add_to_input(x, positions)`: absolute encodings ("sinusoidal", "learned") add a vector per
   position to the layer input (B, L, D).
 * `attention_bias(q_len, k_len, positions)`: relative encodings ("relative": T5 bucketed bias,
-  "alibi") return a bias (1, heads, Lq, Lk) added to the attention scores of every layer.
+  "alibi") return a bias (1, heads, Lq, Lk) added to the attention scores of every layer; the
+  queries are the last Lq of the Lk key positions (the newest steps in cached decoding).
 * `rotate(x, positions)`: "rope" rotates queries and keys (B, heads, L, head_dim) by their
   positions.
 
@@ -17,6 +18,7 @@ pass, a sorted random subset of 0..random_range-1, so that training on short seq
 meets the positions (and the gaps between them) of long test sequences. A stack draws once per
 forward pass, in training and evaluation alike, and passes the draw to every hook of every layer;
 the whole batch shares it (a sequence shorter than the batch's longest takes the first positions).
+Cached decoding draws once for all its steps and passes each step the positions so far.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class PositionEncoding(nn.Module):
     def attention_bias(
         self, q_len: int, k_len: int, positions: Tensor | None = None
     ) -> Tensor | None:
-        """A bias (1, heads, Lq, Lk) for attention scores, or None."""
+        """A bias (1, heads, Lq, Lk) for attention scores, or None. The keys are at the first
+        Lk positions, the queries at the last Lq of them (see `key_minus_query`)."""
         return None
 
     def rotate(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
@@ -80,11 +83,15 @@ def position_ids(length: int, positions: Tensor | None, device: torch.device) ->
 def key_minus_query(
     q_len: int, k_len: int, device: torch.device, positions: Tensor | None = None
 ) -> Tensor:
-    """Offsets (Lq, Lk): entry [i, j] is position j - position i (j - i without a draw)."""
-    return (
-        position_ids(k_len, positions, device)[None, :]
-        - position_ids(q_len, positions, device)[:, None]
-    )
+    """Offsets (Lq, Lk): entry [i, j] is key j's position minus query i's.
+
+    The keys are at the first Lk positions and the queries at the last Lq of those: all of them
+    in self-attention over a whole sequence, the newest steps in cached (incremental) decoding.
+    """
+    if q_len > k_len:
+        raise ValueError(f"queries are the last of the keys' positions: {q_len} > {k_len} keys")
+    keys = position_ids(k_len, positions, device)
+    return keys[None, :] - keys[k_len - q_len :, None]
 
 
 class SinusoidalPositions(PositionEncoding):
@@ -118,14 +125,22 @@ class LearnedPositions(PositionEncoding):
         self.table = nn.Embedding(max_len, dim)
         nn.init.normal_(self.table.weight, std=0.02)
 
+    def draw(self, length: int, device: torch.device) -> Tensor | None:
+        self._check_length(length)
+        return None
+
     def add_to_input(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         length = x.shape[1]
+        if positions is None:
+            self._check_length(length)
+        return x + self.table(position_ids(length, positions, x.device))
+
+    def _check_length(self, length: int) -> None:
         if length > self.max_len:
             raise ValueError(
                 f"learned positions cover at most {self.max_len} positions, got a sequence of "
                 f"{length}; raise max_positions or use another position encoding"
             )
-        return x + self.table.weight[:length]
 
 
 class RelativePositionBias(PositionEncoding):

@@ -6,9 +6,11 @@ Read top to bottom: the config, the output, then `PANM.forward`, which
 2. optionally appends training-only *decoy* slots (see `PANMConfig.decoy_slots`);
 3. moves the Mode-1 pointers over the addresses step by step (the Pointer Unit, which sees
    addresses only);
-4. reads memory at the pointers' weights (Mode-1), queries memory by content with those reads
-   (Mode-2), runs the GRU controller over the reads and the optional decoder input, and maps
-   [controller state, Mode-1 reads, Mode-2 reads] of every step to outputs with an MLP.
+4. reads memory at the pointers' weights (Mode-1) and queries memory by content with those
+   reads (Mode-2): steps 1-4 are `PANM.plan`, which needs no decoder input;
+5. runs the GRU controller over the reads and the optional decoder input, and maps
+   [controller state, Mode-1 reads, Mode-2 reads] of every step to outputs with an MLP
+   (`PANM.decode`: all steps at once, or one at a time in cached generation).
 
 Shapes: B batch, L memory slots, D memory width, T decoding steps, G Mode-1 pointers, H Mode-2
 pointers, b address bits.
@@ -168,6 +170,34 @@ class PANMOutput:
     controller_state: Tensor
 
 
+@dataclass
+class PANMPlan:
+    """Everything of a decoding but the controller, made by `PANM.plan`.
+
+    The Mode-1 pointers never see memory contents, the controller or the decoder input, and
+    Mode-2 is queried by the Mode-1 reads, so all of it runs over all steps at once before the
+    first step; `PANM.decode` then runs the controller and the output MLP over the steps as
+    their inputs come, all together (`PANM.forward`) or a step at a time (cached generation).
+
+    reads: (B, T, (G + H) * D) the Mode-1 then Mode-2 reads of every step.
+    pointers, mode1_weights, mode2_weights, mode2_pointers, addresses: as in `PANMOutput`.
+    controller_state: (B, hidden_dim) after the steps decoded so far (`steps_done`).
+    """
+
+    reads: Tensor
+    pointers: Tensor
+    mode1_weights: Tensor
+    mode2_weights: Tensor
+    mode2_pointers: Tensor
+    addresses: Tensor
+    controller_state: Tensor
+    steps_done: int = 0
+
+    @property
+    def num_steps(self) -> int:
+        return self.reads.shape[1]
+
+
 class PANM(nn.Module, Pretrained):
     """Pointer-Augmented Neural Memory decoder over a given memory (any encoder's output)."""
 
@@ -236,12 +266,37 @@ class PANM(nn.Module, Pretrained):
         (teacher forcing or any per-step input; needs input_dim == E).
         base_address: (B,) long or an int: the address of each row's first valid slot (default:
         random in training when base_sampling is on, random with eval_base="random", else 0).
-        Random bases are drawn anew at every call: a caller that decodes one step per call
-        passes the same `base_address` to each (`Seq2SeqModel.generate` repeats the random
-        state instead). controller_state: (B, hidden_dim), required when controller_init ==
-        "given".
+        Random bases are drawn anew at every call: a caller that decodes one step at a time
+        uses one `plan` for all steps (cached `Seq2SeqModel.generate`) or passes the same
+        `base_address` to each call (uncached `generate` repeats the random state instead).
+        controller_state: (B, hidden_dim), required when controller_init == "given".
         """
-        num_steps, first = self._validate(memory, memory_mask, num_steps, inputs, controller_state)
+        num_steps = self._check_steps(memory, num_steps, inputs)
+        plan = self.plan(memory, memory_mask, num_steps, base_address, controller_state)
+        logits = self.decode(plan, inputs)
+        return PANMOutput(
+            logits=logits,
+            pointers=plan.pointers,
+            mode1_weights=plan.mode1_weights,
+            mode2_weights=plan.mode2_weights,
+            mode2_pointers=plan.mode2_pointers,
+            addresses=plan.addresses,
+            controller_state=plan.controller_state,
+        )
+
+    def plan(
+        self,
+        memory: Tensor,
+        memory_mask: Tensor,
+        num_steps: int,
+        base_address: Tensor | int | None = None,
+        controller_state: Tensor | None = None,
+    ) -> PANMPlan:
+        """Everything of `num_steps` decoding steps but the controller (see `PANMPlan`); the
+        arguments are `forward`'s. `decode` then runs the controller over the steps' inputs."""
+        first = self._validate(memory, memory_mask, controller_state)
+        if num_steps < 1:
+            raise ValueError(f"the number of decoding steps must be >= 1, got {num_steps}")
         c = self.config
         batch, num_slots, _ = memory.shape
         lengths = memory_mask.sum(dim=1)
@@ -259,7 +314,7 @@ class PANM(nn.Module, Pretrained):
             slot_addresses = self.address_bank.lookup(slot_ids, memory.dtype)
 
         # Only the pointers must run step by step: they never see memory or the controller,
-        # so the reads, the controller GRU and Mode-2 then run over all steps at once.
+        # so the reads and Mode-2 then run over all steps at once.
         start = self.pointer_unit.start_offsets(lengths)  # (B, G) offsets from the first slot
         start_ids = (base.unsqueeze(1) + start) % self.address_bank.size
         start_pointer = self.address_bank.lookup(start_ids, memory.dtype)
@@ -269,11 +324,7 @@ class PANM(nn.Module, Pretrained):
         )  # (B, T, G, L'), (B, T, G, b)
         value1 = _weighted_read(w1, slot_memory)  # (B, T, G, D): v_t = sum_i w_t[i] M[i]
 
-        start_slots = first.unsqueeze(1) + start  # (B, G) slot indices
-        states, last_state = self._run_controller(
-            memory, lengths, start_slots, value1, inputs, controller_state
-        )
-        features = [states, value1.flatten(2)]
+        reads = [value1.flatten(2)]
         w2 = memory.new_zeros(batch, num_steps, 0, slot_memory.shape[1])
         if self.relational is not None:
             memory_keys = self.relational.keys(slot_memory)
@@ -282,54 +333,61 @@ class PANM(nn.Module, Pretrained):
                 real = torch.arange(slot_mask.shape[1], device=slot_mask.device) < num_slots
                 mode2_mask = slot_mask & real
             w2 = self.relational(value1, memory_keys, mode2_mask)  # (B, T, H, L')
-            features.append(_weighted_read(w2, slot_memory).flatten(2))
-        return PANMOutput(
-            logits=self.output_head(torch.cat(features, dim=-1)),
+            reads.append(_weighted_read(w2, slot_memory).flatten(2))
+        start_slots = first.unsqueeze(1) + start  # (B, G) slot indices
+        return PANMPlan(
+            reads=torch.cat(reads, dim=-1),
             pointers=pointers,
             mode1_weights=w1[..., :num_slots],
             mode2_weights=w2[..., :num_slots],
             mode2_pointers=_weighted_read(w2, slot_addresses),
             addresses=addresses,
-            controller_state=last_state,
+            controller_state=self._initial_controller_state(
+                memory, lengths, start_slots, controller_state
+            ),
         )
 
-    def _run_controller(
-        self,
-        memory: Tensor,
-        lengths: Tensor,
-        start_slots: Tensor,
-        value1: Tensor,
-        inputs: Tensor | None,
-        given_state: Tensor | None,
-    ) -> tuple[Tensor, Tensor]:
-        """Controller states (B, T, hidden) for all steps, and the last state (B, hidden).
+    def decode(self, plan: PANMPlan, inputs: Tensor | None = None) -> Tensor:
+        """Runs the controller over the plan's next steps and returns their logits (B, n,
+        output_dim): the n steps of inputs (B, n, E), or without inputs all the steps left.
+        Advances plan.steps_done and plan.controller_state."""
+        done = plan.steps_done
+        end = plan.num_steps if inputs is None else done + inputs.shape[1]
+        if end > plan.num_steps:
+            raise ValueError(f"the plan has {plan.num_steps} steps, not {end}")
+        reads = plan.reads[:, done:end]  # (B, n, (G + H) * D)
+        mode1_reads = reads[..., : self.config.num_mode1 * self.config.memory_dim]
+        controller_inputs = (
+            mode1_reads if inputs is None else torch.cat([inputs, mode1_reads], dim=-1)
+        )
+        states, last = self.controller(controller_inputs, plan.controller_state.unsqueeze(0))
+        plan.steps_done, plan.controller_state = end, last[0]
+        return self.output_head(torch.cat([states, reads], dim=-1))
 
-        start_slots: (B, G) the slots under the initial pointers (read first with initial_read).
-        """
+    def _check_steps(self, memory: Tensor, num_steps: int | None, inputs: Tensor | None) -> int:
+        """Checks `forward`'s num_steps and inputs; returns the number of steps."""
         c = self.config
-        batch, num_steps = value1.shape[:2]
-        reads = value1.flatten(2)
-        controller_inputs = reads if inputs is None else torch.cat([inputs, reads], dim=-1)
-        if c.initial_read:  # step 0: the slots under the initial pointers, no decoder input
-            rows = torch.arange(batch, device=memory.device).unsqueeze(1)
-            step0 = torch.cat(
-                [memory.new_zeros(batch, c.input_dim), memory[rows, start_slots].flatten(1)],
-                dim=-1,
-            )
-            controller_inputs = torch.cat([step0.unsqueeze(1), controller_inputs], dim=1)
-        initial = self._initial_controller_state(memory, lengths, given_state)
-        states, last = self.controller(controller_inputs, initial.unsqueeze(0))
-        return states[:, -num_steps:], last[0]
+        if (inputs is None) == (num_steps is None):
+            raise ValueError("give exactly one of num_steps and inputs")
+        if inputs is not None:
+            if c.input_dim == 0:
+                raise ValueError("this PANM has input_dim=0: decode with num_steps, not inputs")
+            batch = memory.shape[0]
+            if inputs.dim() != 3 or inputs.shape[0] != batch or inputs.shape[2] != c.input_dim:
+                raise ValueError(
+                    f"inputs must be (batch={batch}, steps, {c.input_dim}), "
+                    f"got {tuple(inputs.shape)}"
+                )
+            return inputs.shape[1]
+        if c.input_dim:
+            raise ValueError(f"this PANM expects inputs of width {c.input_dim} at every step")
+        assert num_steps is not None
+        return num_steps
 
     def _validate(
-        self,
-        memory: Tensor,
-        memory_mask: Tensor,
-        num_steps: int | None,
-        inputs: Tensor | None,
-        controller_state: Tensor | None,
-    ) -> tuple[int, Tensor]:
-        """Checks the arguments: the number of steps, and each row's first valid slot (B,)."""
+        self, memory: Tensor, memory_mask: Tensor, controller_state: Tensor | None
+    ) -> Tensor:
+        """Checks memory, mask and controller state; returns each row's first valid slot (B,)."""
         c = self.config
         if memory.dim() != 3 or memory.shape[-1] != c.memory_dim:
             raise ValueError(
@@ -348,21 +406,6 @@ class PANM(nn.Module, Pretrained):
                 f"{2**c.address_bits} addresses; use address_bits >= {needed}"
             )
         first = _first_of_one_run(memory_mask)
-        if (inputs is None) == (num_steps is None):
-            raise ValueError("give exactly one of num_steps and inputs")
-        if inputs is not None:
-            if c.input_dim == 0:
-                raise ValueError("this PANM has input_dim=0: decode with num_steps, not inputs")
-            if inputs.dim() != 3 or inputs.shape[0] != batch or inputs.shape[2] != c.input_dim:
-                raise ValueError(
-                    f"inputs must be (batch={batch}, steps, {c.input_dim}), "
-                    f"got {tuple(inputs.shape)}"
-                )
-            num_steps = inputs.shape[1]
-        elif c.input_dim:
-            raise ValueError(f"this PANM expects inputs of width {c.input_dim} at every step")
-        if num_steps is None or num_steps < 1:
-            raise ValueError(f"the number of decoding steps must be >= 1, got {num_steps}")
         if c.controller_init == "given":
             if controller_state is None or controller_state.shape != (batch, c.hidden_dim):
                 raise ValueError(
@@ -373,7 +416,7 @@ class PANM(nn.Module, Pretrained):
             raise ValueError(
                 f"controller_state was given but controller_init={c.controller_init!r}"
             )
-        return num_steps, first
+        return first
 
     def _base_address(
         self, base_address: Tensor | int | None, batch: int, device: torch.device
@@ -389,15 +432,27 @@ class PANM(nn.Module, Pretrained):
         return base.expand(batch).remainder(self.address_bank.size)
 
     def _initial_controller_state(
-        self, memory: Tensor, lengths: Tensor, given: Tensor | None
+        self, memory: Tensor, lengths: Tensor, start_slots: Tensor, given: Tensor | None
     ) -> Tensor:
+        """The controller's state (B, hidden) before the first step; with initial_read, after
+        its read of the slots under the initial pointers start_slots (B, G), no decoder input."""
+        c = self.config
         if self.controller_init is None:
             assert given is not None
-            return given
-        total = memory.sum(dim=1)  # padded slots are already zero
-        if self.config.controller_init == "memory_mean":
-            total = total / lengths.unsqueeze(1)
-        return self.controller_init(total)
+            state = given
+        else:
+            total = memory.sum(dim=1)  # padded slots are already zero
+            if c.controller_init == "memory_mean":
+                total = total / lengths.unsqueeze(1)
+            state = self.controller_init(total)
+        if c.initial_read:
+            rows = torch.arange(memory.shape[0], device=memory.device).unsqueeze(1)
+            step0 = torch.cat(
+                [memory.new_zeros(len(rows), c.input_dim), memory[rows, start_slots].flatten(1)],
+                dim=-1,
+            )
+            state = self.controller(step0.unsqueeze(1), state.unsqueeze(0))[1][0]
+        return state
 
     def _with_decoys(
         self, memory: Tensor, memory_mask: Tensor, base: Tensor, first: Tensor, lengths: Tensor

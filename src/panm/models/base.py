@@ -91,6 +91,10 @@ class DecoderInput(nn.Module):
         return steps.expand(batch_size, -1, -1)
 
 
+DecodeStep = Callable[[Tensor], Tensor]
+"""One step of greedy decoding: the step's input tokens (B, 1) -> its logits (B, V)."""
+
+
 class Seq2SeqModel(nn.Module, Pretrained):
     """Base class: subclasses implement `forward`; `generate` is shared."""
 
@@ -113,6 +117,19 @@ class Seq2SeqModel(nn.Module, Pretrained):
         the model decodes `num_steps` steps without token input)."""
         return task.bos_id
 
+    def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep | None:
+        """Cached greedy decoding with previous_token input, for models that have it.
+
+        Encodes the batch once and returns a function from the tokens of the next step (B, 1)
+        to that step's logits (B, output_vocab_size), which keeps what the past steps left
+        (keys and values, a controller state), so that a step does not rerun the steps before
+        it. Called once per step, in order, at most `num_steps` times; its logits equal the
+        last step's logits of `forward` over all the tokens so far, and its random draws (e.g.
+        randomized positions, PANM's eval_base="random") are those of one forward pass over
+        `num_steps` steps. None (the default): `generate` reruns the model at every step.
+        """
+        return None
+
     @torch.no_grad()
     def generate(
         self,
@@ -122,6 +139,7 @@ class Seq2SeqModel(nn.Module, Pretrained):
         bos_id: int | None = None,
         eos_id: int | None = None,
         min_steps: Tensor | None = None,
+        cache: bool = True,
     ) -> Tensor:
         """Greedy output ids (B, num_steps).
 
@@ -130,6 +148,8 @@ class Seq2SeqModel(nn.Module, Pretrained):
         the model (e.g. a random base address) is the same at every step. `min_steps` (B,) long
         with `eos_id` is oracle-length decoding (Newman et al. 2020): sample b may not choose
         `eos_id` before step min_steps[b], so its length is not the model's decision.
+        `cache`: use the model's cached decoding (`start_decoding`) where it has one; False
+        reruns the whole model over all tokens at every step (quadratic in the steps).
         """
         if (eos_id is None) != (min_steps is None):
             raise ValueError("give both eos_id and min_steps, or neither")
@@ -139,19 +159,34 @@ class Seq2SeqModel(nn.Module, Pretrained):
             return self(src, src_mask, num_steps=num_steps).argmax(-1)
         if bos_id is None:
             raise ValueError("bos_id is required to generate with previous_token decoding")
-        tokens = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
-        devices = [src.device] if src.device.type == "cuda" else []
+        step_logits = self.start_decoding(src, src_mask, num_steps) if cache else None
+        if step_logits is None:
+            step_logits = self._rerun_decoding(src, src_mask, num_steps)
+        token = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
+        tokens = []
         for step in range(num_steps):
-            # Every step starts from the same random state, so a draw the model makes per
-            # sequence (PANM's eval_base="random") is the same at every step; the last step
-            # leaves the state as one forward pass would.
-            with torch.random.fork_rng(devices, enabled=step < num_steps - 1):
-                logits = self(src, src_mask, tgt_in=tokens)[:, -1]
+            logits = step_logits(token)
             if min_steps is not None:
                 too_early = (step < min_steps).to(src.device)
                 logits[:, eos_id] = logits[:, eos_id].masked_fill(too_early, float("-inf"))
-            tokens = torch.cat([tokens, logits.argmax(-1, keepdim=True)], dim=1)
-        return tokens[:, 1:]
+            token = logits.argmax(-1, keepdim=True)
+            tokens.append(token)
+        return torch.cat(tokens, dim=1)
+
+    def _rerun_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
+        """Uncached decoding (see `start_decoding`): each step runs the model over all tokens
+        so far. Every step starts from the same random state, so a draw the model makes per
+        sequence (PANM's eval_base="random") is the same at every step; the last step leaves
+        the state as one forward pass would."""
+        devices = [src.device] if src.device.type == "cuda" else []
+        tokens: list[Tensor] = []
+
+        def step(token: Tensor) -> Tensor:
+            tokens.append(token)
+            with torch.random.fork_rng(devices, enabled=len(tokens) < num_steps):
+                return self(src, src_mask, tgt_in=torch.cat(tokens, dim=1))[:, -1]
+
+        return step
 
 
 def forward_batch(call: Callable[..., Any], batch: Batch, bos_id: int | None) -> Any:

@@ -9,7 +9,13 @@ from torch import Tensor, nn
 from panm.backbones.rnn import RNNEncoder
 from panm.backbones.transformer import TransformerDecoder, TransformerEncoder
 from panm.memory.panm import PANM, PANMConfig, PANMOutput
-from panm.models.base import DecoderInput, Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
+from panm.models.base import (
+    DecoderInput,
+    DecodeStep,
+    Seq2SeqConfig,
+    Seq2SeqModel,
+    TokenEmbedding,
+)
 
 ENCODERS = ("gru", "lstm", "transformer", "none")
 DECODERS = ("none", "transformer")
@@ -153,20 +159,7 @@ class PANMSeq2Seq(Seq2SeqModel):
         """The full PANM output (pointers, attention weights, ...) for a batch; see `forward`."""
         if (num_steps is None) == (tgt_in is None):
             raise ValueError("give exactly one of num_steps and tgt_in")
-        embedded = self.embedding(src)
-        memory, final_state = embedded, None
-        if self.encoder is not None:
-            if isinstance(self.encoder, RNNEncoder):
-                encoded, final_state = self.encoder(embedded, src_mask)
-            else:
-                encoded = self.encoder(embedded, src_mask)
-            if self.config.memory_source == "encoder":
-                memory = encoded
-            elif self.config.memory_source == "sum":
-                memory = embedded + encoded
-        controller_state = None
-        if self.final_state_map is not None:
-            controller_state = self.final_state_map(final_state)
+        memory, controller_state = self._encode(src, src_mask)
         inputs = None
         if self.decoder_input is not None:
             inputs = self.decoder_input(src.shape[0], num_steps, tgt_in)
@@ -183,6 +176,45 @@ class PANMSeq2Seq(Seq2SeqModel):
             base_address=base_address,
             controller_state=controller_state,
         )
+
+    def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
+        """Cached decoding (see `Seq2SeqModel.start_decoding`): encodes once and plans PANM's
+        pointers and reads for all steps at once (`PANM.plan`); each call then runs the
+        Transformer decoder (with its key/value cache, if there is one) and PANM's controller
+        over the new step only."""
+        if self.decoder_input is None:
+            raise ValueError("cached decoding needs decoder_input='previous_token'")
+        memory, controller_state = self._encode(src, src_mask)
+        cache = None if self.decoder is None else self.decoder.start(memory, src_mask, num_steps)
+        plan = self.memory.plan(memory, src_mask, num_steps, controller_state=controller_state)
+        decoder_input, decoder = self.decoder_input, self.decoder
+
+        def step(tokens: Tensor) -> Tensor:
+            inputs = decoder_input(src.shape[0], None, tokens)  # (B, 1, D)
+            if decoder is not None and cache is not None:
+                inputs = decoder.step(inputs, cache)
+            return self.memory.decode(plan, inputs)[:, -1]
+
+        return step
+
+    def _encode(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The memory slots (B, L, D) of src (B, L, F), and the controller's start (B, hidden)
+        when controller_init is "given" (else None)."""
+        embedded = self.embedding(src)
+        memory, final_state = embedded, None
+        if self.encoder is not None:
+            if isinstance(self.encoder, RNNEncoder):
+                encoded, final_state = self.encoder(embedded, src_mask)
+            else:
+                encoded = self.encoder(embedded, src_mask)
+            if self.config.memory_source == "encoder":
+                memory = encoded
+            elif self.config.memory_source == "sum":
+                memory = embedded + encoded
+        controller_state = None
+        if self.final_state_map is not None:
+            controller_state = self.final_state_map(final_state)
+        return memory, controller_state
 
     def forward(
         self,

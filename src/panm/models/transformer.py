@@ -14,7 +14,13 @@ from torch import Tensor, nn
 
 from panm.backbones.positions import POSITION_KINDS, RANDOMIZABLE_KINDS
 from panm.backbones.transformer import TransformerDecoder, TransformerEncoder
-from panm.models.base import DecoderInput, Seq2SeqConfig, Seq2SeqModel, TokenEmbedding
+from panm.models.base import (
+    DecoderInput,
+    DecodeStep,
+    Seq2SeqConfig,
+    Seq2SeqModel,
+    TokenEmbedding,
+)
 
 
 @dataclass
@@ -104,3 +110,15 @@ class TransformerSeq2Seq(Seq2SeqModel):
         inputs = self.decoder_input(src.shape[0], num_steps, tgt_in)  # (B, T, D)
         memory = self.encoder(self.embed(src), src_mask)
         return self.head(self.decoder(inputs, memory, src_mask, causal=True))
+
+    def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
+        """Cached decoding (see `Seq2SeqModel.start_decoding`): encodes once, then decodes
+        one step per call with the decoder's key/value cache."""
+        memory = self.encoder(self.embed(src), src_mask)
+        cache = self.decoder.start(memory, src_mask, num_steps)
+
+        def step(tokens: Tensor) -> Tensor:
+            inputs = self.decoder_input(src.shape[0], None, tokens)  # (B, 1, D)
+            return self.head(self.decoder.step(inputs, cache))[:, -1]
+
+        return step
