@@ -60,10 +60,13 @@ def test_shapes_and_cached_decoding(tiny_lms, arch, name, finetune) -> None:
     )
     logits = model(batch.src, batch.src_mask, tgt_in=shifted(batch.tgt))
     assert logits.shape == (*batch.tgt.shape, task.output_vocab_size)
-    generated = model.generate(batch.src, batch.src_mask, batch.tgt.shape[1])
+    start = model.decoder_start_id(task)
+    generated = model.generate(batch.src, batch.src_mask, batch.tgt.shape[1], bos_id=start)
     assert generated.shape == batch.tgt.shape
-    # Decoding with the key/value cache chooses what uncached teacher forcing on its own output
-    # ranks first, at every step.
+    # Decoding with the key/value cache chooses what uncached decoding and teacher forcing on
+    # its own output rank first, at every step.
+    uncached = model.generate(batch.src, batch.src_mask, batch.tgt.shape[1], start, cache=False)
+    assert torch.equal(uncached, generated)
     again = model(batch.src, batch.src_mask, tgt_in=shifted(generated))
     assert torch.equal(again.argmax(-1), generated)
 
@@ -237,7 +240,7 @@ def test_smollm2_end_to_end(tmp_path) -> None:
         assert result.step == 3
         model = load_model(tmp_path / name / "checkpoints" / f"step-{3:08d}")
         _task, batch = batch_of("copy", size=2, lengths=(3, 3))
-        assert model.generate(batch.src, batch.src_mask, 3).shape == (2, 3)
+        assert model.generate(batch.src, batch.src_mask, 3, bos_id=0).shape == (2, 3)
 
 
 def test_lm_dropout_leaves_panm_alone_on_some_training_sequences(tiny_lms) -> None:

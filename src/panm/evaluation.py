@@ -81,7 +81,7 @@ def predict_ids(model: Seq2SeqModel, task: Task, batch: Batch) -> torch.Tensor:
     with EOS decode as many steps and the caller cuts each output at its first EOS.
     """
     steps = batch.tgt.shape[1]
-    return model.generate(batch.src, batch.src_mask, steps, bos_id=task.bos_id)
+    return model.generate(batch.src, batch.src_mask, steps, bos_id=model.decoder_start_id(task))
 
 
 def batch_correct(predicted: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +100,7 @@ def oracle_exact(model: Seq2SeqModel, task: Task, batch: Batch) -> torch.Tensor:
         batch.src,
         batch.src_mask,
         batch.tgt.shape[1],
-        bos_id=task.bos_id,
+        bos_id=model.decoder_start_id(task),
         eos_id=task.eos_id,
         min_steps=lengths,
     )

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from panm.memory.panm import PANM, PANMConfig
-from panm.models.base import Seq2SeqConfig, Seq2SeqModel
+from panm.models.base import DecodeStep, Seq2SeqConfig, Seq2SeqModel
 from panm.tasks.algorithmic import NUM_SPECIALS, OP_COPY, OP_REVERSE, SEP
 from panm.tasks.base import Task
 
@@ -124,7 +124,8 @@ class LMSeq2Seq(Seq2SeqModel):
 
     forward(src, src_mask, tgt_in=...) -> logits (B, T, symbols), teacher-forced: tgt_in[:, 0]
     is not read (the prompt's answer marker takes its place), tgt_in[:, t] for t >= 1 is the
-    answer symbol of step t - 1. `generate` decodes greedily with the LM's key/value cache.
+    answer symbol of step t - 1. `generate` decodes greedily with the LM's key/value cache
+    (`start_decoding`).
     """
 
     config_class = LMConfig
@@ -333,21 +334,11 @@ class LMSeq2Seq(Seq2SeqModel):
             last.append(last_states[start : start + steps])
         return self._logits(*self._pad(memory), torch.stack(controller), torch.stack(last))
 
-    @torch.no_grad()
-    def generate(
-        self,
-        src: Tensor,
-        src_mask: Tensor,
-        num_steps: int,
-        bos_id: int | None = None,
-        eos_id: int | None = None,
-        min_steps: Tensor | None = None,
-    ) -> Tensor:
-        """Greedy answer symbols (B, num_steps): the prompts run left-padded through the LM once,
-        then each step feeds the chosen symbol's token with the LM's key/value cache. `bos_id`
-        is not used (the prompt ends with its own marker); EOS is not supported."""
-        if eos_id is not None or min_steps is not None:
-            raise ValueError("LM models decode tasks without EOS only")
+    def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
+        """Cached greedy decoding (see `Seq2SeqModel.start_decoding`): the prompts run through
+        the LM once, left-padded; each later step feeds the previous step's symbol with the
+        LM's key/value cache. The first step's token is the start id and is not read (the
+        prompt ends with the answer marker)."""
         prompts = self._prompts(src, src_mask)
         device, batch = src.device, len(prompts)
         longest = max(len(p) for p in prompts)
@@ -368,23 +359,26 @@ class LMSeq2Seq(Seq2SeqModel):
             ]
         )
         controller, last = [controller_states[:, -1]], [last_states[:, -1]]
-        chosen = []
-        for step in range(num_steps):
-            logits = self._logits(
-                memory, memory_mask, torch.stack(controller, dim=1), torch.stack(last, dim=1)
-            )[:, -1]
-            chosen.append(logits.argmax(-1))
-            if step + 1 == num_steps:
-                break
-            positions = positions[:, -1:] + 1
-            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
-            token = self.symbol_tokens[chosen[-1]].unsqueeze(1)
-            _, new_controller, new_last, past = self._run_lm(
-                token, mask, positions, past, use_cache=True
-            )
-            controller.append(new_controller[:, -1])
-            last.append(new_last[:, -1])
-        return torch.stack(chosen, dim=1)
+        state = {"mask": mask, "positions": positions[:, -1:], "past": past, "steps": 0}
+
+        def step(token: Tensor) -> Tensor:
+            if state["steps"]:  # feed the previous step's symbol
+                state["positions"] = state["positions"] + 1
+                state["mask"] = torch.cat([state["mask"], mask.new_ones(batch, 1)], dim=1)
+                _, new_controller, new_last, state["past"] = self._run_lm(
+                    self.symbol_tokens[token],
+                    state["mask"],
+                    state["positions"],
+                    state["past"],
+                    use_cache=True,
+                )
+                controller.append(new_controller[:, -1])
+                last.append(new_last[:, -1])
+            state["steps"] += 1
+            stacked = torch.stack(controller, dim=1), torch.stack(last, dim=1)
+            return self._logits(memory, memory_mask, *stacked)[:, -1]
+
+        return step
 
     # --- saving: only what was trained ------------------------------------------------------
 
