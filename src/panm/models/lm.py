@@ -1,9 +1,10 @@
 """A pretrained causal language model answering a task as a prompt, alone (`lm`) or with PANM
 as its working memory (`lm+panm`).
 
-An example of an algorithmic task becomes a prompt of LM tokens, one token per input slot:
+An example of an algorithmic task becomes a prompt of LM tokens, one token per input slot
+(each symbol is the token the LM reads for it after "copy:", without spaces):
 
-    copy: 3 1 4 =            (written without spaces: "copy:314=")   -> answer "314"
+    copy : 3 1 4 =           -> answer tokens 3 1 4
 
 The LM reads the prompt and then its own previous answer tokens (teacher forcing in training,
 greedy decoding in evaluation). At answer step t, with h_t the LM's last hidden state at that
@@ -17,8 +18,11 @@ position, the logits over the task's output symbols are
   the LM alone has something to train when its weights are frozen.
 - `PANM_t` (`lm+panm` only): PANM's memory is the LM's hidden states at layer `memory_layer`
   over the operand tokens (0: the LM's input embeddings, which do not change with the prompt's
-  length), projected to PANM's width; PANM's controller takes the projected h_t as its per-step
-  input, so the LM is the controller. PANM's last layer starts at zero like the answer head.
+  length), projected to PANM's width; PANM's controller input at step t is the LM's state at
+  layer `controller_layer` there. The issue that asked for this model named the LM's (last)
+  hidden state; the default is layer 0, the embedding of the token the LM reads at step t,
+  because the last states carry the LM's own answer, which drifts on long prompts (docs/lm.md).
+  PANM's last layer starts at zero like the answer head.
 
 Why this design: the LM's vocabulary and tokenizer stay as they are (symbols are ordinary
 single tokens), the LM alone and LM+PANM differ only by the PANM term, and with the LM frozen
@@ -37,11 +41,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from panm.backbones.language_model import SMOLLM2
 from panm.memory.panm import PANM, PANMConfig
 from panm.models.base import DecodeStep, Seq2SeqConfig, Seq2SeqModel
 from panm.tasks.algorithmic import NUM_SPECIALS, OP_COPY, OP_REVERSE, SEP
@@ -68,15 +74,12 @@ class LMConfig(Seq2SeqConfig):
         `lora_rank`, on the attention projections peft chooses for the architecture).
     lora_rank: rank of the LoRA adapters (finetune="lora"); their alpha is twice the rank.
     use_panm: add PANM's logits (the `lm+panm` model).
-    memory_layer: hidden states that fill PANM's memory: 0 = input embeddings, k = layer k.
-    controller_layer: hidden states at the answer positions that are PANM's controller input
-        (0: the embedding of the token the LM reads there, the previous answer symbol). Not the
-        last layer by default: the last states carry the LM's own answer, which PANM's
-        controller learned to trust on short prompts and which drifts on long ones (docs/lm.md).
-    lm_dropout: with PANM, the probability that a training sequence is answered by PANM alone:
-        the LM's logits, the answer head and PANM's controller input are left out. Without it,
-        the pretrained LM's own copying (its last state already predicts the next symbol of
-        a short prompt) fits the training set and PANM's pointers learn nothing. Default 0.5.
+    memory_layer: hidden states that fill PANM's memory: 0 = input embeddings (token
+        embeddings alone, whatever the architecture's position encoding), k = layer k [0].
+    lm_dropout: with PANM, the probability that a training sequence is answered by PANM alone
+        (the LM's logits, the answer head and PANM's controller input left out) [0.5].
+    controller_layer: hidden states at the answer positions that are PANM's controller input:
+        0 = the input embeddings (the previous answer symbol's), k = layer k [0].
     panm: PANM's settings; memory_dim is PANM's width (LM states are projected to it), input_dim
         and output_dim are set from it and the task.
     """
@@ -106,17 +109,28 @@ class LMConfig(Seq2SeqConfig):
             raise ValueError(f"lm_dropout must be in [0, 1), got {self.lm_dropout}")
         if self.lora_rank < 1 or self.memory_layer < 0 or self.controller_layer < 0:
             raise ValueError("lora_rank must be >= 1, memory_layer and controller_layer >= 0")
+        if self.base_model != SMOLLM2:  # a folder: saved runs load from any directory
+            self.base_model = str(Path(self.base_model).expanduser().resolve())
         self.panm = replace(
             self.panm, input_dim=self.panm.memory_dim, output_dim=self.output_vocab_size
         )
 
 
 def single_token_id(tokenizer: Any, text: str) -> int:
-    """The id of `text` if the tokenizer writes it as exactly one token, else ValueError."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise ValueError(f"{text!r} is {len(ids)} tokens for this tokenizer; LM prompts need 1")
-    return ids[0]
+    """The id of the vocabulary entry that is exactly `text`, else ValueError.
+
+    Looked up in the vocabulary rather than tokenized: a SentencePiece tokenizer (Llama-2)
+    writes a word-initial "3" as two tokens ("_" and "3") although "3" is one of its tokens."""
+    token_id = tokenizer.convert_tokens_to_ids(text)
+    if (
+        token_id is None
+        or token_id == tokenizer.unk_token_id
+        or tokenizer.convert_ids_to_tokens(token_id) != text
+    ):
+        raise ValueError(
+            f"{text!r} is not a token of this tokenizer: LM prompts need one per symbol"
+        )
+    return token_id
 
 
 class LMSeq2Seq(Seq2SeqModel):
@@ -150,18 +164,23 @@ class LMSeq2Seq(Seq2SeqModel):
             raise ValueError(f"memory_layer and controller_layer must be <= the LM's {layers}")
         width = self._causal_lm().config.hidden_size
 
-        # Prompt pieces as token ids.
-        self.prefix_ids = tokenizer(f"{config.task_name}:", add_special_tokens=False)["input_ids"]
+        # Prompt pieces as token ids: [BOS if the tokenizer adds one] "task:" slots "=" answer.
+        bos = tokenizer.bos_token_id
+        adds_bos = bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+        task_words = tokenizer(f"{config.task_name}:", add_special_tokens=False)["input_ids"]
+        self.prefix_ids = [bos] * adds_bos + task_words
         self.marker_id = single_token_id(tokenizer, ANSWER_MARKER)
         symbols = [
             single_token_id(tokenizer, SYMBOL_TEXTS[s]) for s in range(config.output_vocab_size)
         ]
-        slot_tokens = [0] * config.input_vocab_sizes[0]  # input id -> token id (0: padding)
-        for slot_id, text in SPECIAL_TEXTS.items():
-            if slot_id < len(slot_tokens):
-                slot_tokens[slot_id] = single_token_id(tokenizer, text)
-        for s in range(config.input_vocab_sizes[0] - NUM_SPECIALS):
-            slot_tokens[NUM_SPECIALS + s] = single_token_id(tokenizer, SYMBOL_TEXTS[s])
+        slot_texts = {
+            NUM_SPECIALS + s: SYMBOL_TEXTS[s]
+            for s in range(config.input_vocab_sizes[0] - NUM_SPECIALS)
+        }
+        slot_texts.update(SPECIAL_TEXTS)
+        slot_tokens = [0] + [  # input id -> token id (0: padding, never read)
+            single_token_id(tokenizer, slot_texts[i]) for i in range(1, config.input_vocab_sizes[0])
+        ]
         self.register_buffer("symbol_tokens", torch.tensor(symbols), persistent=False)
         self.register_buffer("slot_tokens", torch.tensor(slot_tokens), persistent=False)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -177,7 +196,7 @@ class LMSeq2Seq(Seq2SeqModel):
             last = self.memory.output_head[-1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
-        self._frozen_states: OrderedDict[tuple[int, ...], tuple[Tensor, Tensor]] = OrderedDict()
+        self._frozen_states: OrderedDict[tuple[int, ...], tuple[Tensor, ...]] = OrderedDict()
 
     # --- the LM -----------------------------------------------------------------------------
 
@@ -194,6 +213,25 @@ class LMSeq2Seq(Seq2SeqModel):
         self.lm.eval()  # no dropout in the LM, whatever the mode
         return self
 
+    def _apply(self, fn: Any, recurse: bool = True) -> LMSeq2Seq:
+        self._frozen_states.clear()  # states of another device or dtype
+        return super()._apply(fn, recurse)
+
+    def _batch(self, sequences: list[list[int]], padding: str) -> tuple[Tensor, Tensor, Tensor]:
+        """Token sequences as one padded batch: ids, attention mask and position ids (B, N)."""
+        if padding not in ("left", "right"):
+            raise ValueError(f"padding must be 'left' or 'right', got {padding!r}")
+        longest = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(sequences), longest, dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            span = slice(longest - len(seq), longest) if padding == "left" else slice(0, len(seq))
+            ids[row, span] = torch.tensor(seq)
+            mask[row, span] = 1
+        device = self.symbol_tokens.device
+        ids, mask = ids.to(device), mask.to(device)
+        return ids, mask, (mask.cumsum(dim=1) - 1).clamp(min=0)
+
     def _run_lm(
         self,
         ids: Tensor,
@@ -204,11 +242,12 @@ class LMSeq2Seq(Seq2SeqModel):
     ) -> tuple[Tensor, Tensor, Tensor, Any]:
         """One LM call: (memory-layer, controller-layer and last-layer states, key/value cache).
 
-        ids, attention_mask (the whole sequence so far, with `past`), position_ids: (B, N).
-        States: (B, N, width) for the N new positions.
+        ids, position_ids: (B, N) new tokens; attention_mask: (B, past + N). States: (B, N,
+        width). Layer 0 is the token embeddings alone (GPT-2's first hidden state also adds its
+        learned positions, which would change with the prompt's length).
         """
-        body = self._causal_lm().base_model
-        out = body(
+        lm = self._causal_lm()
+        out = lm.base_model(
             input_ids=ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -216,35 +255,23 @@ class LMSeq2Seq(Seq2SeqModel):
             use_cache=use_cache,
             output_hidden_states=True,
         )
-        return (
-            out.hidden_states[self.config.memory_layer],
-            out.hidden_states[self.config.controller_layer],
-            out.last_hidden_state,
-            out.cache,
-        )
+        embeddings = lm.get_input_embeddings()(ids)
+
+        def layer(k: int) -> Tensor:
+            return embeddings if k == 0 else out.hidden_states[k]
+
+        c = self.config
+        return layer(c.memory_layer), layer(c.controller_layer), out.last_hidden_state, out.cache
 
     def lm_states(
         self, sequences: list[list[int]], padding: str = "right"
     ) -> list[tuple[Tensor, ...]]:
         """Per token sequence, its (memory-layer, controller-layer, last-layer) states, each
-        (len, width).
-
-        The sequences run as one batch padded on the `padding` side ("left" or "right"); each
-        sample's states do not depend on the padding (tested).
-        """
-        if padding not in ("left", "right"):
-            raise ValueError(f"padding must be 'left' or 'right', got {padding!r}")
-        device = self.symbol_tokens.device
-        longest = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros(len(sequences), longest, dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            span = slice(longest - len(seq), longest) if padding == "left" else slice(0, len(seq))
-            ids[row, span] = torch.tensor(seq)
-            mask[row, span] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        (len, width). The sequences run as one batch padded on the `padding` side ("left" or
+        "right"); a sample's states do not depend on the padding (tested)."""
+        ids, mask, positions = self._batch(sequences, padding)
         *states, _ = self._run_lm(ids, mask, positions)
+        longest = ids.shape[1]
         result = []
         for row, seq in enumerate(sequences):
             span = slice(longest - len(seq), longest) if padding == "left" else slice(0, len(seq))
@@ -252,7 +279,8 @@ class LMSeq2Seq(Seq2SeqModel):
         return result
 
     def _states(self, sequences: list[list[int]]) -> list[tuple[Tensor, ...]]:
-        """`lm_states`, from the cache for a frozen LM (computed once per distinct sequence)."""
+        """`lm_states`, from the cache for a frozen LM: computed once per distinct sequence
+        (a sequence includes the answer padding of its batch)."""
         if self.config.finetune != "frozen":
             return self.lm_states(sequences)
         cache = self._frozen_states
@@ -260,10 +288,9 @@ class LMSeq2Seq(Seq2SeqModel):
         missing = list(dict.fromkeys(k for k in keys if k not in cache))
         if missing:
             with torch.no_grad():
-                for key, states in zip(
-                    missing, self.lm_states([list(k) for k in missing]), strict=True
-                ):
-                    cache[key] = states
+                fresh = self.lm_states([list(k) for k in missing])
+            for key, states in zip(missing, fresh, strict=True):
+                cache[key] = tuple(state.clone() for state in states)  # not views of the batch
         for key in keys:
             cache.move_to_end(key)
         while len(cache) > CACHE_ENTRIES:
@@ -277,20 +304,23 @@ class LMSeq2Seq(Seq2SeqModel):
         tokens = self.slot_tokens[src[..., 0]]
         return [
             [*self.prefix_ids, *row[valid].tolist(), self.marker_id]
-            for row, valid in zip(tokens, src_mask, strict=True)
+            for row, valid in zip(tokens.cpu(), src_mask.cpu(), strict=True)
         ]
+
+    def lm_logits(self, last: Tensor) -> Tensor:
+        """The LM terms: its own logits over the task's symbols plus the answer head's.
+        last (B, T, width) the LM's last hidden states at the answer steps -> (B, T, symbols)."""
+        head = self._causal_lm().get_output_embeddings()
+        logits = last @ head.weight[self.symbol_tokens].T + self.answer_head(last)
+        return logits if head.bias is None else logits + head.bias[self.symbol_tokens]
 
     def _logits(
         self, memory: Tensor, memory_mask: Tensor, controller: Tensor, last: Tensor
     ) -> Tensor:
         """memory (B, L, width) LM states over the operands, right-padded (memory_mask (B, L));
-        controller, last (B, T, width) the LM's controller-layer and last hidden states at the
-        answer steps -> logits (B, T, symbols)."""
-        head = self._causal_lm().get_output_embeddings()
-        logits = last @ head.weight[self.symbol_tokens].T
-        if head.bias is not None:
-            logits = logits + head.bias[self.symbol_tokens]
-        logits = logits + self.answer_head(last)
+        controller, last (B, T, width) the LM's controller-layer and last states at the answer
+        steps -> logits (B, T, symbols), with `lm_dropout` in training."""
+        logits = self.lm_logits(last)
         if self.memory is None:
             return logits
         controller_inputs = self.controller_in(controller)
@@ -336,47 +366,42 @@ class LMSeq2Seq(Seq2SeqModel):
 
     def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
         """Cached greedy decoding (see `Seq2SeqModel.start_decoding`): the prompts run through
-        the LM once, left-padded; each later step feeds the previous step's symbol with the
-        LM's key/value cache. The first step's token is the start id and is not read (the
-        prompt ends with the answer marker)."""
+        the LM once, left-padded, and PANM plans its pointers and reads for all steps
+        (`PANM.plan`); each later step feeds the previous step's symbol with the LM's key/value
+        cache and runs PANM's controller one step. The first step's token is the start id and
+        is not read (the prompt ends with the answer marker)."""
         prompts = self._prompts(src, src_mask)
-        device, batch = src.device, len(prompts)
-        longest = max(len(p) for p in prompts)
-        ids = torch.full((batch, longest), self.pad_token_id, dtype=torch.long, device=device)
-        mask = torch.zeros(batch, longest, dtype=torch.long, device=device)
-        for row, prompt in enumerate(prompts):
-            ids[row, longest - len(prompt) :] = torch.tensor(prompt, device=device)
-            mask[row, longest - len(prompt) :] = 1
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        ids, mask, positions = self._batch(prompts, "left")
         memory_states, controller_states, last_states, past = self._run_lm(
             ids, mask, positions, use_cache=True
         )
-        prefix = len(self.prefix_ids)
+        longest, prefix = ids.shape[1], len(self.prefix_ids)
         memory, memory_mask = self._pad(
-            [
-                memory_states[row, longest - len(p) + prefix : longest - 1]
-                for row, p in enumerate(prompts)
-            ]
+            [memory_states[row, longest - len(p) + prefix : -1] for row, p in enumerate(prompts)]
         )
-        controller, last = [controller_states[:, -1]], [last_states[:, -1]]
+        plan = None
+        if self.memory is not None:
+            plan = self.memory.plan(self.memory_in(memory), memory_mask, num_steps)
         state = {"mask": mask, "positions": positions[:, -1:], "past": past, "steps": 0}
+        controller, last = controller_states[:, -1:], last_states[:, -1:]
 
         def step(token: Tensor) -> Tensor:
+            nonlocal controller, last
             if state["steps"]:  # feed the previous step's symbol
                 state["positions"] = state["positions"] + 1
-                state["mask"] = torch.cat([state["mask"], mask.new_ones(batch, 1)], dim=1)
-                _, new_controller, new_last, state["past"] = self._run_lm(
+                state["mask"] = torch.cat([state["mask"], state["mask"][:, -1:]], dim=1)
+                _, controller, last, state["past"] = self._run_lm(
                     self.symbol_tokens[token],
                     state["mask"],
                     state["positions"],
                     state["past"],
                     use_cache=True,
                 )
-                controller.append(new_controller[:, -1])
-                last.append(new_last[:, -1])
             state["steps"] += 1
-            stacked = torch.stack(controller, dim=1), torch.stack(last, dim=1)
-            return self._logits(memory, memory_mask, *stacked)[:, -1]
+            logits = self.lm_logits(last)
+            if plan is not None:
+                logits = logits + self.memory.decode(plan, self.controller_in(controller))
+            return logits[:, -1]
 
         return step
 
