@@ -268,6 +268,16 @@ def _split_order(split: str) -> tuple:
     return (not number.isdigit(), int(number) if number.isdigit() else 0, split)
 
 
+def _length_cells(row: Any, lengths: list[int]) -> list[str]:
+    """A row's cells per test length: sequence accuracy (token accuracy), "–" where untested."""
+    return [
+        f"{_percent(row.sequence[n])} ({_percent(row.token[n], std=False)})"
+        if n in row.sequence
+        else "–"
+        for n in lengths
+    ]
+
+
 def format_markdown(
     results: list[dict[str, Any]], commands: list[str], failures: list[dict[str, str]]
 ) -> str:
@@ -304,12 +314,7 @@ def format_markdown(
             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(lengths),
         ]
         for row in rows:
-            cells = [
-                f"{_percent(row.sequence[n])} ({_percent(row.token[n], std=False)})"
-                if n in row.sequence
-                else "–"
-                for n in lengths
-            ]
+            cells = _length_cells(row, lengths)
             lines.append(
                 f"| {row.row} | {row.params:,.0f} | {len(row.seeds)} | {row.steps:,.0f} | "
                 f"{format_duration(row.train_seconds)} | {_percent(row.valid)} | "
@@ -446,12 +451,7 @@ def compact_tables(results: list[dict[str, Any]], tasks: list[str]) -> list[str]
             "|---|---:|---:|" + "---:|" * len(lengths),
         ]
         for row in rows:
-            cells = [
-                f"{_percent(row.sequence[n])} ({_percent(row.token[n], std=False)})"
-                if n in row.sequence
-                else "–"
-                for n in lengths
-            ]
+            cells = _length_cells(row, lengths)
             lines.append(
                 f"| {row.row} | {row.params:,.0f} | {row.steps:,.0f} | " + " | ".join(cells) + " |"
             )
