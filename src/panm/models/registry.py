@@ -38,7 +38,7 @@ MODELS: dict[str, tuple[type[Seq2SeqModel], dict[str, Any]]] = {
     "lm+panm": (LMSeq2Seq, {"decoder_input": "previous_token", "use_panm": True}),
 }
 MODEL_NAMES = tuple(MODELS)
-LM_MODEL_NAMES = ("lm", "lm+panm")
+LM_MODEL_NAMES = tuple(name for name, (cls, _) in MODELS.items() if cls is LMSeq2Seq)
 """The models built on a pretrained language model (they need the `lm` extra and its weights)."""
 _CLASSES = {cls.model_type: cls for cls, _ in MODELS.values()}
 
