@@ -80,6 +80,20 @@ def test_quick_budget_is_steps_with_time_only_a_safety():
         ("attention", 5000, 60.0),
         ("transformer", 2000, 60.0),
     }
+    other = load_config(CONFIGS / "other_tasks.json")
+    budgets = {(spec.task, spec.train.steps, spec.train.minutes) for spec in plan_runs(other)}
+    assert budgets == {
+        ("mix", 10_000, 60.0),
+        ("priority_sort", 10_000, 60.0),
+        ("dynamic_recall", 22_000, 60.0),
+        ("id_sort", 600, 60.0),
+    }
+    both = BenchConfig.from_dict(
+        {**TINY, "models": ["lstm", "panm"], "task_steps": {"copy": 7}, "model_steps": {"lstm": 3}}
+    )
+    assert {(s.train.model, s.train.steps) for s in plan_runs(both)} == {("lstm", 3), ("panm", 7)}
+    with pytest.raises(ValueError, match="task_steps: unknown task 'mix'"):
+        BenchConfig.from_dict({**TINY, "task_steps": {"mix": 10}})
     with pytest.raises(ValueError, match="model_steps: unknown model 'gpt'"):
         BenchConfig.from_dict({**TINY, "model_steps": {"gpt": 10}})
     with pytest.raises(ValueError, match=r"model_steps\['lstm'\] must be >= 1"):

@@ -134,8 +134,10 @@ class BenchConfig:
         or no step limit when `minutes` is given. For results that do not depend on the
         machine's speed, give steps and make minutes only a generous safety limit (a run it
         stops is marked in its result and in the report).
-    model_steps: model name -> its step budget, replacing `steps` for every row of that model
-        (e.g. a slower baseline that fits its training data in fewer steps).
+    task_steps: task name -> its step budget, replacing `steps` for every run on that task
+        (tasks differ in what a step costs and how many steps they need).
+    model_steps: model name -> its step budget, replacing `steps` and `task_steps` for every
+        row of that model (e.g. a slower baseline that fits its training data in fewer steps).
     batch_size: training batch size (None: the recipe's).
     test_lengths: test lengths (None: each task's default); test_count: examples per length.
     test_set: "dev" (the default: for exploring) or "final" (for published tables only); see
@@ -163,6 +165,7 @@ class BenchConfig:
     test_lengths: list[int] | None = None
     test_count: int = 500
     test_set: str = "dev"
+    task_steps: dict[str, int] = field(default_factory=dict)
     model_steps: dict[str, int] = field(default_factory=dict)
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -191,12 +194,17 @@ class BenchConfig:
         if self.test_set not in TEST_SETS:
             known = ", ".join(TEST_SETS)
             raise ValueError(f"test_set must be one of: {known}, got {self.test_set!r}")
-        _check_mapping("model_steps", self.model_steps)
-        for name, steps in self.model_steps.items():
-            if name not in MODEL_NAMES:
-                known = ", ".join(MODEL_NAMES)
-                raise ValueError(f"model_steps: unknown model {name!r}; choose from: {known}")
-            _check_number(f"model_steps[{name!r}]", steps, int, minimum=1)
+        for what, budgets, names in (
+            ("task_steps", self.task_steps, self.tasks),
+            ("model_steps", self.model_steps, MODEL_NAMES),
+        ):
+            _check_mapping(what, budgets)
+            for name, steps in budgets.items():
+                if name not in names:
+                    raise ValueError(
+                        f"{what}: unknown {what[:-6]} {name!r}; choose from: {', '.join(names)}"
+                    )
+                _check_number(f"{what}[{name!r}]", steps, int, minimum=1)
         _check_mapping("model_overrides", self.model_overrides)
         for name, overrides in self.model_overrides.items():
             if name not in MODEL_NAMES:
@@ -358,6 +366,7 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
         budget["steps"] = NO_STEP_LIMIT
     if config.batch_size is not None:
         budget["batch_size"] = config.batch_size
+    task_budget = {task: {"steps": steps} for task, steps in config.task_steps.items()}
     model_budget = {model: {"steps": steps} for model, steps in config.model_steps.items()}
     # task_options named in train_options replace a recipe's ({} pins the plain task)
     options_given = "task_options" in config.train_options
@@ -382,7 +391,11 @@ def plan_runs(config: BenchConfig) -> list[RunSpec]:
                         **config.train_options,
                         "task_options": {**recipe_task_options, **task_options},
                     },
-                    **{**budget, **model_budget.get(model, {})},
+                    **{
+                        **budget,
+                        **task_budget.get(task_name, {}),
+                        **model_budget.get(model, {}),
+                    },
                     seed=seed,
                     model_overrides=overrides,
                 )
