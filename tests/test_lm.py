@@ -304,19 +304,14 @@ def test_lm_dropout_leaves_panm_alone_on_some_training_sequences(tiny_lms) -> No
     with torch.no_grad():
         for parameter in model.memory.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.1)
-    lm_terms = build_model("lm", task, {"base_model": path}).eval()
     tgt_in = shifted(batch.tgt)
     model.eval()
     full = model(batch.src, batch.src_mask, tgt_in=tgt_in)
-    # PANM alone: its controller sees zeros instead of the LM's states, and no LM logits.
-    saved = {k: v.clone() for k, v in model.controller_in.state_dict().items()}
-    with torch.no_grad():
-        for parameter in model.controller_in.parameters():
-            parameter.zero_()
-    alone = model(batch.src, batch.src_mask, tgt_in=tgt_in) - lm_terms(
-        batch.src, batch.src_mask, tgt_in=tgt_in
-    )
-    model.controller_in.load_state_dict(saved)
+    with torch.no_grad():  # PANM's share of the mixture -> 1: PANM's distribution alone
+        model.panm_share.fill_(60.0)
+        alone = model(batch.src, batch.src_mask, tgt_in=tgt_in)
+        model.panm_share.zero_()
+    assert not torch.allclose(alone, full, atol=1e-3)
     torch.manual_seed(0)
     dropped = model.train()(batch.src, batch.src_mask, tgt_in=tgt_in)
     kinds = []
@@ -327,3 +322,15 @@ def test_lm_dropout_leaves_panm_alone_on_some_training_sequences(tiny_lms) -> No
             torch.testing.assert_close(dropped[i], alone[i], atol=1e-5, rtol=1e-5)
             kinds.append("dropped")
     assert set(kinds) == {"kept", "dropped"}
+
+
+def test_answer_is_a_mixture_of_the_lm_and_panm_distributions(tiny_lms) -> None:
+    task, _batch = batch_of("copy", size=2)
+    model = build_model("lm+panm", task, {"base_model": str(tiny_lms["llama"])})
+    lm, panm = torch.randn(2, 3, task.output_vocab_size), torch.randn(2, 3, task.output_vocab_size)
+    with torch.no_grad():
+        model.panm_share.fill_(0.7)
+    share = torch.sigmoid(torch.tensor(0.7))
+    expected = (share * panm.softmax(-1) + (1 - share) * lm.softmax(-1)).log()
+    torch.testing.assert_close(model.combine(lm, panm), expected)
+    assert model.combine(lm, panm).exp().sum(-1).allclose(torch.ones(2, 3))

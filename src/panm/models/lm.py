@@ -77,7 +77,7 @@ class LMConfig(Seq2SeqConfig):
     memory_layer: hidden states that fill PANM's memory: 0 = input embeddings (token
         embeddings alone, whatever the architecture's position encoding), k = layer k [0].
     lm_dropout: with PANM, the probability that a training sequence is answered by PANM alone
-        (the LM's logits, the answer head and PANM's controller input left out) [0.5].
+        (its logits, without the LM's distribution in the mixture) [0.5].
     controller_layer: hidden states at the answer positions that are PANM's controller input:
         0 = the input embeddings (the previous answer symbol's), k = layer k [0].
     panm: PANM's settings; memory_dim is PANM's width (LM states are projected to it), input_dim
@@ -196,6 +196,8 @@ class LMSeq2Seq(Seq2SeqModel):
             last = self.memory.output_head[-1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
+            # sigmoid(panm_share): PANM's share of the answer's probability (0.5 at the start)
+            self.panm_share = nn.Parameter(torch.zeros(()))
         self._frozen_states: OrderedDict[tuple[int, ...], tuple[Tensor, ...]] = OrderedDict()
 
     # --- the LM -----------------------------------------------------------------------------
@@ -314,6 +316,20 @@ class LMSeq2Seq(Seq2SeqModel):
         logits = last @ head.weight[self.symbol_tokens].T + self.answer_head(last)
         return logits if head.bias is None else logits + head.bias[self.symbol_tokens]
 
+    def combine(self, lm_logits: Tensor, panm_logits: Tensor) -> Tensor:
+        """The answer's log-probabilities, a mixture of the LM's and PANM's distributions:
+        log(g softmax(panm) + (1 - g) softmax(lm)), g = sigmoid(panm_share), one learned number.
+
+        lm_logits, panm_logits (B, T, symbols) -> (B, T, symbols). A mixture, not a sum of
+        logits: a sum lets the LM's logits, which grow less reliable as the prompt grows, outvote
+        a PANM that is right (docs/lm.md); the share is a constant, so it cannot drift with the
+        prompt's length either."""
+        share = self.panm_share
+        return torch.logaddexp(
+            nn.functional.logsigmoid(share) + panm_logits.log_softmax(-1),
+            nn.functional.logsigmoid(-share) + lm_logits.log_softmax(-1),
+        )
+
     def _logits(
         self, memory: Tensor, memory_mask: Tensor, controller: Tensor, last: Tensor
     ) -> Tensor:
@@ -323,13 +339,13 @@ class LMSeq2Seq(Seq2SeqModel):
         logits = self.lm_logits(last)
         if self.memory is None:
             return logits
-        controller_inputs = self.controller_in(controller)
+        inputs = self.controller_in(controller)
+        panm = self.memory(self.memory_in(memory), memory_mask, inputs=inputs).logits
+        combined = self.combine(logits, panm)
         if self.training and self.config.lm_dropout:
-            drop = torch.rand(len(logits), 1, 1, device=logits.device) < self.config.lm_dropout
-            logits = logits.masked_fill(drop, 0.0)
-            controller_inputs = controller_inputs.masked_fill(drop, 0.0)
-        panm = self.memory(self.memory_in(memory), memory_mask, inputs=controller_inputs)
-        return logits + panm.logits
+            alone = torch.rand(len(logits), 1, 1, device=logits.device) < self.config.lm_dropout
+            combined = torch.where(alone, panm.log_softmax(-1), combined)
+        return combined
 
     @staticmethod
     def _pad(rows: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -400,7 +416,8 @@ class LMSeq2Seq(Seq2SeqModel):
             state["steps"] += 1
             logits = self.lm_logits(last)
             if plan is not None:
-                logits = logits + self.memory.decode(plan, self.controller_in(controller))
+                panm = self.memory.decode(plan, self.controller_in(controller))
+                logits = self.combine(logits, panm)
             return logits[:, -1]
 
         return step
