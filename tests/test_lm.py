@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -334,3 +335,25 @@ def test_answer_is_a_mixture_of_the_lm_and_panm_distributions(tiny_lms) -> None:
     expected = (share * panm.softmax(-1) + (1 - share) * lm.softmax(-1)).log()
     torch.testing.assert_close(model.combine(lm, panm), expected)
     assert model.combine(lm, panm).exp().sum(-1).allclose(torch.ones(2, 3))
+
+
+def test_the_parts_diagnostic_runs_on_a_trained_model(tiny_lms, tmp_path, capsys) -> None:
+    """docs/diagnostics/lm_parts.py, which docs/lm.md quotes, still runs on today's model."""
+    config = TrainConfig(
+        task="copy",
+        model="lm+panm",
+        model_overrides={"base_model": str(tiny_lms["llama"])},
+        steps=2,
+        batch_size=4,
+        train_examples=8,
+        valid_count=4,
+        eval_every=2,
+    )
+    train(config, tmp_path / "run", progress=False)
+    script = Path(__file__).parents[1] / "docs" / "diagnostics" / "lm_parts.py"
+    spec = importlib.util.spec_from_file_location("lm_parts", script)
+    lm_parts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lm_parts)
+    lm_parts.main(str(tmp_path / "run"), [5])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("5: lm ") and "answer" in line and "PANM's share: 0.5" in line

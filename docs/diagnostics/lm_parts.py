@@ -5,10 +5,10 @@
 For fresh development-set sequences of each length (default 11, 22, 44; 40 each), the model
 reads the gold answer tokens (teacher forcing, so exact match equals greedy decoding's) and this
 prints the token accuracy and exact match of: the LM terms alone (the LM's logits plus the
-answer head), PANM alone (its controller input set to zero, as in the training sequences that
-`lm_dropout` leaves to PANM), PANM with its controller input, and the model's sum; and where
-Mode-1 pointer 0 stands at each step relative to the step index (a pointer that walks the
-operands reads slot t + 1 at step t: the controller reads slot 0 before step 0).
+answer head), PANM alone (as in the training sequences that `lm_dropout` leaves to PANM), and
+the model's answer (the mixture of the two, `LMSeq2Seq.combine`); PANM's share of the mixture;
+and where Mode-1 pointer 0 stands at each step relative to the step index (a pointer that walks
+the operands reads slot t + 1 at step t: the controller reads slot 0 before step 0).
 """
 
 from __future__ import annotations
@@ -35,24 +35,23 @@ def main(run: str, lengths: list[int]) -> None:
 
         def split(memory, memory_mask, controller, last, parts=parts):
             lm = model.lm_logits(last)
-            memory = model.memory_in(memory)
             inputs = model.controller_in(controller)
-            alone = model.memory(memory, memory_mask, inputs=torch.zeros_like(inputs))
-            joint = model.memory(memory, memory_mask, inputs=inputs)
-            parts.update(lm=lm, alone=alone.logits, joint=joint.logits, sum=lm + joint.logits)
-            parts["slots"] = joint.mode1_weights[:, :, 0].argmax(-1)
-            return parts["sum"]
+            panm = model.memory(model.memory_in(memory), memory_mask, inputs=inputs)
+            parts.update(lm=lm, panm=panm.logits, answer=model.combine(lm, panm.logits))
+            parts["slots"] = panm.mode1_weights[:, :, 0].argmax(-1)
+            return parts["answer"]
 
         model._logits = split
         tgt_in = torch.cat([torch.zeros_like(batch.tgt[:, :1]), batch.tgt[:, :-1]], dim=1)
         with torch.no_grad():
             model(batch.src, batch.src_mask, tgt_in=tgt_in)
         cells = []
-        for name in ("lm", "alone", "joint", "sum"):
+        for name in ("lm", "panm", "answer"):
             right = parts[name].argmax(-1) == batch.tgt
             cells.append(f"{name} {right.float().mean():.3f}/{right.all(1).float().mean():.3f}")
         ahead = parts["slots"] - torch.arange(length)
         cells.append(f"pointer 0 at t+1: {(ahead == 1).float().mean():.3f}")
+        cells.append(f"PANM's share: {torch.sigmoid(model.panm_share).item():.3f}")
         print(f"{length}: " + "  ".join(cells) + "  (token/exact)")
 
 
