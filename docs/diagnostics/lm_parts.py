@@ -35,8 +35,13 @@ def main(run: str, lengths: list[int]) -> None:
 
         def split(memory, memory_mask, controller, last, parts=parts):
             lm = model.lm_logits(last)
-            inputs = model.controller_in(controller)
-            panm = model.memory(model.memory_in(memory), memory_mask, inputs=inputs)
+            inputs = steps = None
+            if model.config.controller_layer is None:
+                steps = lm.shape[1]
+            else:
+                inputs = model.controller_in(controller)
+            memory = model.memory_in(memory)
+            panm = model.memory(memory, memory_mask, num_steps=steps, inputs=inputs)
             parts.update(lm=lm, panm=panm.logits, answer=model.combine(lm, panm.logits))
             parts["slots"] = panm.mode1_weights[:, :, 0].argmax(-1)
             return parts["answer"]

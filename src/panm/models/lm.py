@@ -79,7 +79,9 @@ class LMConfig(Seq2SeqConfig):
     lm_dropout: with PANM, the probability that a training sequence is answered by PANM alone
         (its logits, without the LM's distribution in the mixture) [0.5].
     controller_layer: hidden states at the answer positions that are PANM's controller input:
-        0 = the input embeddings (the previous answer symbol's), k = layer k [0].
+        None = none (PANM answers from its memory alone), 0 = the input embeddings (the
+        previous answer symbol's), k = layer k [None]. With a layer, `lm_dropout` also zeroes
+        the input on the sequences it leaves to PANM.
     panm: PANM's settings; memory_dim is PANM's width (LM states are projected to it), input_dim
         and output_dim are set from it and the task.
     """
@@ -91,7 +93,7 @@ class LMConfig(Seq2SeqConfig):
     lora_rank: int = 8
     use_panm: bool = False
     memory_layer: int = 0
-    controller_layer: int = 0
+    controller_layer: int | None = None
     lm_dropout: float = 0.5
     panm: PANMConfig = field(default_factory=PANMConfig)
 
@@ -107,13 +109,12 @@ class LMConfig(Seq2SeqConfig):
             raise ValueError(f"LM models write at most {len(SYMBOL_TEXTS)} symbols")
         if not 0.0 <= self.lm_dropout < 1.0:
             raise ValueError(f"lm_dropout must be in [0, 1), got {self.lm_dropout}")
-        if self.lora_rank < 1 or self.memory_layer < 0 or self.controller_layer < 0:
+        if self.lora_rank < 1 or self.memory_layer < 0 or (self.controller_layer or 0) < 0:
             raise ValueError("lora_rank must be >= 1, memory_layer and controller_layer >= 0")
         if self.base_model != SMOLLM2:  # a folder: saved runs load from any directory
             self.base_model = str(Path(self.base_model).expanduser().resolve())
-        self.panm = replace(
-            self.panm, input_dim=self.panm.memory_dim, output_dim=self.output_vocab_size
-        )
+        input_dim = 0 if self.controller_layer is None else self.panm.memory_dim
+        self.panm = replace(self.panm, input_dim=input_dim, output_dim=self.output_vocab_size)
 
 
 def single_token_id(tokenizer: Any, text: str) -> int:
@@ -160,7 +161,7 @@ class LMSeq2Seq(Seq2SeqModel):
         self.lm = lm
         self.lm.eval()
         layers = self._causal_lm().config.num_hidden_layers
-        if max(config.memory_layer, config.controller_layer) > layers:
+        if max(config.memory_layer, config.controller_layer or 0) > layers:
             raise ValueError(f"memory_layer and controller_layer must be <= the LM's {layers}")
         width = self._causal_lm().config.hidden_size
 
@@ -191,7 +192,8 @@ class LMSeq2Seq(Seq2SeqModel):
         self.memory = None
         if config.use_panm:
             self.memory_in = nn.Linear(width, config.panm.memory_dim)
-            self.controller_in = nn.Linear(width, config.panm.memory_dim)
+            if config.controller_layer is not None:
+                self.controller_in = nn.Linear(width, config.panm.memory_dim)
             self.memory = PANM(config.panm)
             last = self.memory.output_head[-1]
             nn.init.zeros_(last.weight)
@@ -263,7 +265,8 @@ class LMSeq2Seq(Seq2SeqModel):
             return embeddings if k == 0 else out.hidden_states[k]
 
         c = self.config
-        return layer(c.memory_layer), layer(c.controller_layer), out.last_hidden_state, out.cache
+        controller = layer(c.controller_layer or 0)  # unused when controller_layer is None
+        return layer(c.memory_layer), controller, out.last_hidden_state, out.cache
 
     def lm_states(
         self, sequences: list[list[int]], padding: str = "right"
@@ -339,11 +342,18 @@ class LMSeq2Seq(Seq2SeqModel):
         logits = self.lm_logits(last)
         if self.memory is None:
             return logits
-        inputs = self.controller_in(controller)
-        panm = self.memory(self.memory_in(memory), memory_mask, inputs=inputs).logits
-        combined = self.combine(logits, panm)
+        inputs, alone = None, None
         if self.training and self.config.lm_dropout:
             alone = torch.rand(len(logits), 1, 1, device=logits.device) < self.config.lm_dropout
+        if self.config.controller_layer is not None:
+            inputs = self.controller_in(controller)
+            if alone is not None:
+                inputs = inputs.masked_fill(alone, 0.0)
+        steps = None if inputs is not None else logits.shape[1]
+        memory = self.memory_in(memory)
+        panm = self.memory(memory, memory_mask, num_steps=steps, inputs=inputs).logits
+        combined = self.combine(logits, panm)
+        if alone is not None:
             combined = torch.where(alone, panm.log_softmax(-1), combined)
         return combined
 
@@ -395,9 +405,11 @@ class LMSeq2Seq(Seq2SeqModel):
         memory, memory_mask = self._pad(
             [memory_states[row, longest - len(p) + prefix : -1] for row, p in enumerate(prompts)]
         )
-        plan = None
+        plan = panm_steps = None
         if self.memory is not None:
             plan = self.memory.plan(self.memory_in(memory), memory_mask, num_steps)
+            if self.config.controller_layer is None:  # PANM does not wait for the LM's steps
+                panm_steps = self.memory.decode(plan)
         state = {"mask": mask, "positions": positions[:, -1:], "past": past, "steps": 0}
         controller, last = controller_states[:, -1:], last_states[:, -1:]
 
@@ -413,9 +425,12 @@ class LMSeq2Seq(Seq2SeqModel):
                     state["past"],
                     use_cache=True,
                 )
+            t = state["steps"]
             state["steps"] += 1
             logits = self.lm_logits(last)
-            if plan is not None:
+            if panm_steps is not None:
+                logits = self.combine(logits, panm_steps[:, t : t + 1])
+            elif plan is not None:
                 panm = self.memory.decode(plan, self.controller_in(controller))
                 logits = self.combine(logits, panm)
             return logits[:, -1]
