@@ -59,13 +59,16 @@ def perturb(model: LMSeq2Seq) -> LMSeq2Seq:
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("name", ["lm", "lm+panm"])
+@pytest.mark.parametrize(
+    "name, settings",
+    [("lm", {}), ("lm+panm", {}), ("lm+panm", {"controller_layer": 1})],
+    ids=["lm", "lm+panm", "lm+panm-controller"],
+)
 @pytest.mark.parametrize("finetune", ["frozen", "lora"])
-def test_shapes_and_cached_decoding(tiny_lms, arch, name, finetune) -> None:
+def test_shapes_and_cached_decoding(tiny_lms, arch, name, settings, finetune) -> None:
     task, batch = batch_of()
-    model = perturb(
-        build_model(name, task, {"base_model": str(tiny_lms[arch]), "finetune": finetune})
-    )
+    settings = {"base_model": str(tiny_lms[arch]), "finetune": finetune, **settings}
+    model = perturb(build_model(name, task, settings))
     logits = model(batch.src, batch.src_mask, tgt_in=shifted(batch.tgt))
     assert logits.shape == (*batch.tgt.shape, task.output_vocab_size)
     start = model.decoder_start_id(task)
@@ -297,21 +300,31 @@ def test_smollm2_end_to_end(tmp_path) -> None:
         assert model.generate(batch.src, batch.src_mask, 3, bos_id=0).shape == (2, 3)
 
 
-def test_lm_dropout_leaves_panm_alone_on_some_training_sequences(tiny_lms) -> None:
+@pytest.mark.parametrize("controller_layer", [None, 1])
+def test_lm_dropout_leaves_panm_alone_on_some_training_sequences(
+    tiny_lms, controller_layer
+) -> None:
     task, batch = batch_of("copy", size=16)
-    path = str(tiny_lms["llama"])
-    deterministic = {"panm.base_sampling": False, "panm.decoy_slots": 0}
-    model = build_model("lm+panm", task, {"base_model": path, **deterministic})
+    settings = {
+        "base_model": str(tiny_lms["llama"]),
+        "controller_layer": controller_layer,
+        "panm.base_sampling": False,
+        "panm.decoy_slots": 0,
+    }
+    model = perturb(build_model("lm+panm", task, settings))
     with torch.no_grad():
-        for parameter in model.memory.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.1)
-    tgt_in = shifted(batch.tgt)
-    model.eval()
-    full = model(batch.src, batch.src_mask, tgt_in=tgt_in)
-    with torch.no_grad():  # PANM's share of the mixture -> 1: PANM's distribution alone
-        model.panm_share.fill_(60.0)
-        alone = model(batch.src, batch.src_mask, tgt_in=tgt_in)
         model.panm_share.zero_()
+    tgt_in = shifted(batch.tgt)
+    full = model(batch.src, batch.src_mask, tgt_in=tgt_in)
+    # PANM alone: its share of the mixture -> 1, and a controller input of zeros
+    saved = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("lm.")}
+    with torch.no_grad():
+        model.panm_share.fill_(60.0)
+        if controller_layer is not None:
+            for parameter in model.controller_in.parameters():
+                parameter.zero_()
+        alone = model(batch.src, batch.src_mask, tgt_in=tgt_in)
+    model.load_state_dict(saved, strict=False)
     assert not torch.allclose(alone, full, atol=1e-3)
     torch.manual_seed(0)
     dropped = model.train()(batch.src, batch.src_mask, tgt_in=tgt_in)
