@@ -170,9 +170,8 @@ def test_frozen_states_are_cached_and_equal_to_a_fresh_run(tiny_lms) -> None:
 @pytest.mark.parametrize("finetune", ["frozen", "lora"])
 def test_a_step_trains_the_heads_and_adapters_only(tiny_lms, finetune) -> None:
     task, batch = batch_of()
-    model = build_model(
-        "lm+panm", task, {"base_model": str(tiny_lms["llama"]), "finetune": finetune}
-    )
+    settings = {"base_model": str(tiny_lms["llama"]), "finetune": finetune, "lm_dropout": 0.0}
+    model = build_model("lm+panm", task, settings)  # no dropout: every term gets a gradient
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
@@ -183,6 +182,7 @@ def test_a_step_trains_the_heads_and_adapters_only(tiny_lms, finetune) -> None:
     base = [k for k in before if k.startswith("lm.") and "lora_" not in k]
     assert base and all(torch.equal(before[k], after[k]) for k in base)
     assert not torch.equal(before["answer_head.weight"], after["answer_head.weight"])
+    assert not torch.equal(before["panm_share"], after["panm_share"])
     lora = [k for k in before if "lora_B" in k]
     assert bool(lora) == (finetune == "lora")
     assert all(not torch.equal(before[k], after[k]) for k in lora)
@@ -369,4 +369,4 @@ def test_the_parts_diagnostic_runs_on_a_trained_model(tiny_lms, tmp_path, capsys
     spec.loader.exec_module(lm_parts)
     lm_parts.main(str(tmp_path / "run"), [5])
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("5: lm ") and "answer" in line and "PANM's share: 0.5" in line
+    assert line.startswith("5: lm ") and "answer" in line and "PANM's share: 0.900" in line

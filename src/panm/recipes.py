@@ -93,9 +93,9 @@ PANM_TASK_TRAINING = {
 # PANM's settings from the extrapolating design above (its memory is the LM's input embeddings,
 # which, like panm's token-embedding memory, do not change with the prompt's length).
 LM_TRAINING = {
-    "steps": 3000,
+    "steps": 6000,
     "minutes": None,
-    "batch_size": 32,
+    "batch_size": 64,
     "train_examples": 2000,
     "valid_count": 100,
     "eval_every": 1000,

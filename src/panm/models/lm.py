@@ -39,6 +39,7 @@ target's length.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,7 +78,9 @@ class LMConfig(Seq2SeqConfig):
     memory_layer: hidden states that fill PANM's memory: 0 = input embeddings (token
         embeddings alone, whatever the architecture's position encoding), k = layer k [0].
     lm_dropout: with PANM, the probability that a training sequence is answered by PANM alone
-        (its logits, without the LM's distribution in the mixture) [0.5].
+        (its logits, without the LM's distribution in the mixture) [0.75].
+    panm_prior: PANM's share of the answer's probability before training (`combine`; the
+        share is learned from there) [0.9].
     controller_layer: hidden states at the answer positions that are PANM's controller input:
         None = none (PANM answers from its memory alone), 0 = the input embeddings (the
         previous answer symbol's), k = layer k [None]. With a layer, `lm_dropout` also zeroes
@@ -94,7 +97,8 @@ class LMConfig(Seq2SeqConfig):
     use_panm: bool = False
     memory_layer: int = 0
     controller_layer: int | None = None
-    lm_dropout: float = 0.5
+    lm_dropout: float = 0.75
+    panm_prior: float = 0.9
     panm: PANMConfig = field(default_factory=PANMConfig)
 
     def __post_init__(self) -> None:
@@ -109,6 +113,8 @@ class LMConfig(Seq2SeqConfig):
             raise ValueError(f"LM models write at most {len(SYMBOL_TEXTS)} symbols")
         if not 0.0 <= self.lm_dropout < 1.0:
             raise ValueError(f"lm_dropout must be in [0, 1), got {self.lm_dropout}")
+        if not 0.0 < self.panm_prior < 1.0:
+            raise ValueError(f"panm_prior must be in (0, 1), got {self.panm_prior}")
         if self.lora_rank < 1 or self.memory_layer < 0 or (self.controller_layer or 0) < 0:
             raise ValueError("lora_rank must be >= 1, memory_layer and controller_layer >= 0")
         if self.base_model != SMOLLM2:  # a folder: saved runs load from any directory
@@ -198,8 +204,9 @@ class LMSeq2Seq(Seq2SeqModel):
             last = self.memory.output_head[-1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
-            # sigmoid(panm_share): PANM's share of the answer's probability (0.5 at the start)
-            self.panm_share = nn.Parameter(torch.zeros(()))
+            # sigmoid(panm_share): PANM's share of the answer's probability (`combine`)
+            prior = config.panm_prior
+            self.panm_share = nn.Parameter(torch.tensor(math.log(prior / (1 - prior))))
         self._frozen_states: OrderedDict[tuple[int, ...], tuple[Tensor, ...]] = OrderedDict()
 
     # --- the LM -----------------------------------------------------------------------------
