@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -350,8 +351,9 @@ def test_answer_is_a_mixture_of_the_lm_and_panm_distributions(tiny_lms) -> None:
     assert model.combine(lm, panm).exp().sum(-1).allclose(torch.ones(2, 3))
 
 
-def test_the_parts_diagnostic_runs_on_a_trained_model(tiny_lms, tmp_path, capsys) -> None:
-    """docs/diagnostics/lm_parts.py, which docs/lm.md quotes, still runs on today's model."""
+def test_the_diagnostics_run_on_a_trained_model(tiny_lms, tmp_path, capsys) -> None:
+    """docs/diagnostics/lm_parts.py and lm_share.py, which docs/lm.md quotes, run on today's
+    model."""
     config = TrainConfig(
         task="copy",
         model="lm+panm",
@@ -370,3 +372,8 @@ def test_the_parts_diagnostic_runs_on_a_trained_model(tiny_lms, tmp_path, capsys
     lm_parts.main(str(tmp_path / "run"), [5])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("5: lm ") and "answer" in line and "PANM's share: 0.900" in line
+    spec = importlib.util.spec_from_file_location("lm_share", script.with_name("lm_share.py"))
+    lm_share = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lm_share)
+    lm_share.main(str(tmp_path / "run"), [0.25], lengths=(4,))
+    assert re.fullmatch(r"share 0.25: 4: \d+\.\d \(\d+\.\d\)", capsys.readouterr().out.strip())
