@@ -216,17 +216,22 @@ def test_save_and_load_store_only_what_was_trained(tiny_lms, tmp_path, finetune)
     )
 
 
-def test_training_and_resuming_a_run(tiny_lms, tmp_path) -> None:
-    config = TrainConfig(
+def small_run(model: str, steps: int, base_model: Path | None = None) -> TrainConfig:
+    """A few steps of Copy on a fixed set of 10 examples (base_model None: SmolLM2)."""
+    return TrainConfig(
         task="copy",
-        model="lm+panm",
-        model_overrides={"base_model": str(tiny_lms["gpt2"])},
-        steps=4,
+        model=model,
+        model_overrides={} if base_model is None else {"base_model": str(base_model)},
+        steps=steps,
         batch_size=4,
         train_examples=10,
         valid_count=4,
         eval_every=2,
     )
+
+
+def test_training_and_resuming_a_run(tiny_lms, tmp_path) -> None:
+    config = small_run("lm+panm", 4, tiny_lms["gpt2"])
     result = train(config, tmp_path / "run", progress=False)
     assert result.step == 4 and result.best_valid is not None
     assert read_run_config(tmp_path / "run").train_examples == 10
@@ -285,16 +290,7 @@ def test_smollm2_end_to_end(tmp_path) -> None:
     except ImportError as error:
         pytest.skip(str(error))
     for name in ("lm", "lm+panm"):
-        config = TrainConfig(
-            task="copy",
-            model=name,
-            steps=3,
-            batch_size=4,
-            train_examples=8,
-            valid_count=4,
-            eval_every=3,
-        )
-        result = train(config, tmp_path / name, progress=False)
+        result = train(small_run(name, 3), tmp_path / name, progress=False)
         assert result.step == 3
         model = load_model(tmp_path / name / "checkpoints" / f"step-{3:08d}")
         _task, batch = batch_of("copy", size=2, lengths=(3, 3))
@@ -354,26 +350,17 @@ def test_answer_is_a_mixture_of_the_lm_and_panm_distributions(tiny_lms) -> None:
 def test_the_diagnostics_run_on_a_trained_model(tiny_lms, tmp_path, capsys) -> None:
     """docs/diagnostics/lm_parts.py and lm_share.py, which docs/lm.md quotes, run on today's
     model."""
-    config = TrainConfig(
-        task="copy",
-        model="lm+panm",
-        model_overrides={"base_model": str(tiny_lms["llama"])},
-        steps=2,
-        batch_size=4,
-        train_examples=8,
-        valid_count=4,
-        eval_every=2,
-    )
-    train(config, tmp_path / "run", progress=False)
-    script = Path(__file__).parents[1] / "docs" / "diagnostics" / "lm_parts.py"
-    spec = importlib.util.spec_from_file_location("lm_parts", script)
-    lm_parts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lm_parts)
-    lm_parts.main(str(tmp_path / "run"), [5])
+    train(small_run("lm+panm", 2, tiny_lms["llama"]), tmp_path / "run", progress=False)
+
+    def script(name: str):
+        path = Path(__file__).parents[1] / "docs" / "diagnostics" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    script("lm_parts").main(str(tmp_path / "run"), [5])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("5: lm ") and "answer" in line and "PANM's share: 0.900" in line
-    spec = importlib.util.spec_from_file_location("lm_share", script.with_name("lm_share.py"))
-    lm_share = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lm_share)
-    lm_share.main(str(tmp_path / "run"), [0.25], lengths=(4,))
+    script("lm_share").main(str(tmp_path / "run"), [0.25], lengths=(4,))
     assert re.fullmatch(r"share 0.25: 4: \d+\.\d \(\d+\.\d\)", capsys.readouterr().out.strip())
