@@ -8,9 +8,13 @@ An example of an algorithmic task becomes a prompt of LM tokens, one token per i
 
 The LM reads the prompt and then its own previous answer tokens (teacher forcing in training,
 greedy decoding in evaluation). At answer step t, with h_t the LM's last hidden state at that
-position, the logits over the task's output symbols are
+position, the LM alone answers with the logits over the task's output symbols
 
-    logits_t = LMHead(h_t)[symbols] + AnswerHead(h_t) [+ PANM_t]
+    LM_t = LMHead(h_t)[symbols] + AnswerHead(h_t)
+
+and LM+PANM with a mixture of the LM's distribution and PANM's (`LMSeq2Seq.combine`):
+
+    p_t = g softmax(PANM_t) + (1 - g) softmax(LM_t),      g = sigmoid(panm_share)
 
 - `LMHead(h_t)[symbols]`: the LM's own next-token logits, restricted to the tokens of the task's
   symbols (both models answer with one of the task's symbols: constrained decoding).
@@ -18,14 +22,18 @@ position, the logits over the task's output symbols are
   the LM alone has something to train when its weights are frozen.
 - `PANM_t` (`lm+panm` only): PANM's memory is the LM's hidden states at layer `memory_layer`
   over the operand tokens (0: the LM's input embeddings, which do not change with the prompt's
-  length), projected to PANM's width; PANM's controller input at step t is the LM's state at
-  layer `controller_layer` there. The issue that asked for this model named the LM's (last)
-  hidden state; the default is layer 0, the embedding of the token the LM reads at step t,
-  because the last states carry the LM's own answer, which drifts on long prompts (docs/lm.md).
-  PANM's last layer starts at zero like the answer head.
+  length), projected to PANM's width. By default PANM's controller reads no LM state
+  (`controller_layer=None`: PANM answers from its memory, like panm's own Copy model);
+  `controller_layer=k` feeds it the LM's layer-k state at step t. The issue that asked for this
+  model named the LM's hidden state as the controller's input; on Copy that input made PANM
+  worse at every length past training (docs/lm.md, "Second round"). PANM's last layer starts
+  at zero like the answer head.
+- `g`: PANM's share, one learned number that starts at `panm_prior` (0.9): at the training
+  lengths both parts are right, so training hardly moves it, and where they disagree on long
+  prompts the share decides; a constant cannot drift with the prompt's length.
 
 Why this design: the LM's vocabulary and tokenizer stay as they are (symbols are ordinary
-single tokens), the LM alone and LM+PANM differ only by the PANM term, and with the LM frozen
+single tokens), the LM alone and LM+PANM differ only by PANM's part, and with the LM frozen
 its hidden states for a given token sequence never change, so they are computed once per
 distinct sequence and cached (`finetune="frozen"`): a fixed fine-tuning set
 (`TrainConfig.train_examples`) then costs one LM forward per example, not per step. With
