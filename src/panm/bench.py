@@ -202,7 +202,8 @@ class BenchConfig:
             for name, steps in budgets.items():
                 if name not in names:
                     raise ValueError(
-                        f"{what}: unknown {what[:-6]} {name!r}; choose from: {', '.join(names)}"
+                        f"{what}: {name!r} is not among the {what[:-6]}s it can budget: "
+                        f"{', '.join(names)}"
                     )
                 _check_number(f"{what}[{name!r}]", steps, int, minimum=1)
         _check_mapping("model_overrides", self.model_overrides)

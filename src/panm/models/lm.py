@@ -82,7 +82,7 @@ class LMConfig(Seq2SeqConfig):
     finetune: "frozen" (the LM's weights stay fixed) or "lora" (peft LoRA adapters, rank
         `lora_rank`, on the attention projections peft chooses for the architecture).
     lora_rank: rank of the LoRA adapters (finetune="lora"); their alpha is twice the rank.
-    use_panm: add PANM's logits (the `lm+panm` model).
+    use_panm: mix PANM's distribution into the answer (the `lm+panm` model).
     memory_layer: hidden states that fill PANM's memory: 0 = input embeddings (token
         embeddings alone, whatever the architecture's position encoding), k = layer k [0].
     lm_dropout: with PANM, the probability that a training sequence is answered by PANM alone
@@ -408,9 +408,10 @@ class LMSeq2Seq(Seq2SeqModel):
     def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
         """Cached greedy decoding (see `Seq2SeqModel.start_decoding`): the prompts run through
         the LM once, left-padded, and PANM plans its pointers and reads for all steps
-        (`PANM.plan`); each later step feeds the previous step's symbol with the LM's key/value
-        cache and runs PANM's controller one step. The first step's token is the start id and
-        is not read (the prompt ends with the answer marker)."""
+        (`PANM.plan`); without a controller input PANM then decodes all its steps at once, with
+        one it runs its controller one step per step. Each later step feeds the previous step's
+        symbol with the LM's key/value cache. The first step's token is the start id and is not
+        read (the prompt ends with the answer marker); at most `num_steps` steps."""
         prompts = self._prompts(src, src_mask)
         ids, mask, positions = self._batch(prompts, "left")
         memory_states, controller_states, last_states, past = self._run_lm(
@@ -441,6 +442,8 @@ class LMSeq2Seq(Seq2SeqModel):
                     use_cache=True,
                 )
             t = state["steps"]
+            if t == num_steps:
+                raise ValueError(f"this decoding was planned for {num_steps} steps")
             state["steps"] += 1
             logits = self.lm_logits(last)
             if panm_steps is not None:
@@ -464,6 +467,11 @@ class LMSeq2Seq(Seq2SeqModel):
         }
 
     def load_saved_state(self, state: dict[str, Tensor]) -> None:
+        if self.memory is not None and "panm_share" not in state:
+            raise ValueError(
+                "these lm+panm tensors come from the design that summed the LM's and PANM's "
+                "logits (before commit 912bc80); load them with panm at commit 4e107e3"
+            )
         expected = set(self.saved_state())
         if set(state) != expected:
             raise ValueError(
