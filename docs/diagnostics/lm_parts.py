@@ -5,9 +5,10 @@
 For fresh development-set sequences of each length (default 11, 22, 44; 40 each), the model
 reads the gold answer tokens (teacher forcing, so exact match equals greedy decoding's) and this
 prints the token accuracy and exact match of: the LM terms alone (the LM's logits plus the
-answer head), PANM (with its controller input where the model has one), and the model's answer (the mixture of the two, `LMSeq2Seq.combine`); PANM's share of the mixture;
-and where Mode-1 pointer 0 stands at each step relative to the step index (a pointer that walks
-the operands reads slot t + 1 at step t: the controller reads slot 0 before step 0).
+answer head), PANM (with its controller input where the model has one), and the model's answer
+(the mixture of the two, `LMSeq2Seq.combine`); PANM's share of the mixture; and where Mode-1
+pointer 0 stands at each step relative to the step index (a pointer that walks the operands
+reads slot t + 1 at step t: the controller reads slot 0 before step 0).
 """
 
 from __future__ import annotations
