@@ -206,6 +206,7 @@ class LMSeq2Seq(Seq2SeqModel):
         self.memory = None
         if config.use_panm:
             self.memory_in = nn.Linear(width, config.panm.memory_dim)
+            self.operand_embedding = nn.Embedding(config.input_vocab_sizes[0], config.panm.memory_dim)
             if config.controller_layer is not None:
                 self.controller_in = nn.Linear(width, config.panm.memory_dim)
             self.memory = PANM(config.panm)
@@ -365,12 +366,20 @@ class LMSeq2Seq(Seq2SeqModel):
             if alone is not None:
                 inputs = inputs.masked_fill(alone, 0.0)
         steps = None if inputs is not None else logits.shape[1]
-        memory = self.memory_in(memory)
         panm = self.memory(memory, memory_mask, num_steps=steps, inputs=inputs).logits
         combined = self.combine(logits, panm)
         if alone is not None:
             combined = torch.where(alone, panm.log_softmax(-1), combined)
         return combined
+
+    def _memory(self, states: Tensor, src: Tensor, src_mask: Tensor) -> Tensor:
+        """PANM's memory: the LM states (B, L, width), right-padded, projected, plus a learned
+        embedding of each operand's input id -> (B, L, memory_dim)."""
+        ids = [row[valid] for row, valid in zip(src[..., 0], src_mask, strict=True)]
+        padded = src.new_zeros(len(ids), states.shape[1])
+        for i, row in enumerate(ids):
+            padded[i, : len(row)] = row
+        return self.memory_in(states) + self.operand_embedding(padded)
 
     @staticmethod
     def _pad(rows: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -403,7 +412,10 @@ class LMSeq2Seq(Seq2SeqModel):
             memory.append(memory_states[prefix:start])
             controller.append(controller_states[start : start + steps])
             last.append(last_states[start : start + steps])
-        return self._logits(*self._pad(memory), torch.stack(controller), torch.stack(last))
+        memory, memory_mask = self._pad(memory)
+        if self.memory is not None:
+            memory = self._memory(memory, src, src_mask)
+        return self._logits(memory, memory_mask, torch.stack(controller), torch.stack(last))
 
     def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
         """Cached greedy decoding (see `Seq2SeqModel.start_decoding`): the prompts run through
@@ -423,7 +435,8 @@ class LMSeq2Seq(Seq2SeqModel):
         )
         plan = panm_steps = None
         if self.memory is not None:
-            plan = self.memory.plan(self.memory_in(memory), memory_mask, num_steps)
+            memory = self._memory(memory, src, src_mask)
+            plan = self.memory.plan(memory, memory_mask, num_steps)
             if self.config.controller_layer is None:  # PANM does not wait for the LM's steps
                 panm_steps = self.memory.decode(plan)
         state = {"mask": mask, "positions": positions[:, -1:], "past": past, "steps": 0}
