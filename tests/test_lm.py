@@ -222,6 +222,7 @@ def test_save_and_load_store_only_what_was_trained(
         model(batch.src, batch.src_mask, tgt_in=tgt_in),
     )
     state = model.saved_state()
+    assert "operand_embedding.weight" in state
     assert ("controller_in.weight" in state) == (controller_layer is not None)
     width = model.memory.config.memory_dim
     assert model.memory.config.input_dim == (0 if controller_layer is None else width)

@@ -40,7 +40,6 @@ def main(run: str, lengths: list[int]) -> None:
                 steps = lm.shape[1]
             else:
                 inputs = model.controller_in(controller)
-            memory = model.memory_in(memory)
             panm = model.memory(memory, memory_mask, num_steps=steps, inputs=inputs)
             parts.update(lm=lm, panm=panm.logits, answer=model.combine(lm, panm.logits))
             parts["slots"] = panm.mode1_weights[:, :, 0].argmax(-1)

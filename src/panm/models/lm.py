@@ -22,7 +22,9 @@ and LM+PANM with a mixture of the LM's distribution and PANM's (`LMSeq2Seq.combi
   the LM alone has something to train when its weights are frozen.
 - `PANM_t` (`lm+panm` only): PANM's memory is the LM's hidden states at layer `memory_layer`
   over the operand tokens (0: the LM's input embeddings, which do not change with the prompt's
-  length), projected to PANM's width. By default PANM's controller reads no LM state
+  length), projected to PANM's width, plus a learned embedding of each operand symbol (PANM's
+  own, as in panm's own models: the LM's embeddings of the digits are too alike for PANM to
+  learn its pointers reliably; docs/lm.md). By default PANM's controller reads no LM state
   (`controller_layer=None`: PANM answers from its memory, like panm's own Copy model);
   `controller_layer=k` feeds it the LM's layer-k state at step t. The issue that asked for this
   model named the LM's hidden state as the controller's input; on Copy that input made PANM
@@ -206,7 +208,10 @@ class LMSeq2Seq(Seq2SeqModel):
         self.memory = None
         if config.use_panm:
             self.memory_in = nn.Linear(width, config.panm.memory_dim)
-            self.operand_embedding = nn.Embedding(config.input_vocab_sizes[0], config.panm.memory_dim)
+            # SmolLM2's digit embeddings are close to one another (mean cosine 0.76): a learned
+            # embedding per operand symbol gives PANM slots it can tell apart (docs/lm.md)
+            vocab = config.input_vocab_sizes[0]
+            self.operand_embedding = nn.Embedding(vocab, config.panm.memory_dim)
             if config.controller_layer is not None:
                 self.controller_in = nn.Linear(width, config.panm.memory_dim)
             self.memory = PANM(config.panm)
@@ -352,7 +357,7 @@ class LMSeq2Seq(Seq2SeqModel):
     def _logits(
         self, memory: Tensor, memory_mask: Tensor, controller: Tensor, last: Tensor
     ) -> Tensor:
-        """memory (B, L, width) LM states over the operands, right-padded (memory_mask (B, L));
+        """memory (B, L, memory_dim) PANM's memory (`_memory`), right-padded (memory_mask (B, L));
         controller, last (B, T, width) the LM's controller-layer and last states at the answer
         steps -> logits (B, T, symbols), with `lm_dropout` in training."""
         logits = self.lm_logits(last)
