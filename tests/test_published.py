@@ -108,6 +108,12 @@ def test_provenance_states_what_the_figures_rest_on():
         "machine: Some CPU (2 cores), device cpu, 1 torch thread per run, torch 2.13.0; "
         "1-minute load average 1.5–2.5 as the runs ended; commit 0123456."
     )
+    # a row whose budget differs between tasks (a bench's task_steps) is named with its task
+    reverse = raw_result("reverse", "panm", 0, 11.0)
+    reverse["settings"] = {"train": {"steps": 700, "minutes": 30.0}}
+    assert "(lstm: 300 steps or 30 minutes; reverse panm: 700 steps or 30 minutes)" in (
+        provenance([*results, reverse])
+    )
     stopped = {**results[0], "stopped_by": "time limit", "steps": 80}
     assert "stopped by the time limit before their step budget: copy/panm seed 0 (80 steps)" in (
         provenance([stopped])

@@ -385,18 +385,26 @@ def _range_text(values: list[int]) -> str:
 
 def _budget_text(results: list[dict[str, Any]]) -> str:
     """ "trained 5,000 steps or 30 minutes (transformer: 2,000 steps or 30 minutes)": the
-    budget of most rows, and the rows with another."""
-    budgets: dict[str, set[str]] = {}
+    budget of most rows, and the rows with another (named "task row" where a row's budget
+    differs between the tasks)."""
+    texts = []
     for result in results:
         train = result.get("settings", {}).get("train", {})
         steps, minutes = train.get("steps"), train.get("minutes")
         if steps is None:
-            text = "a budget not recorded"
+            texts.append("a budget not recorded")
         elif steps >= NO_STEP_LIMIT:
-            text = f"{minutes:g} minutes"
+            texts.append(f"{minutes:g} minutes")
         else:
-            text = f"{steps:,} steps" + (f" or {minutes:g} minutes" if minutes else "")
-        budgets.setdefault(text, set()).add(result["row"])
+            texts.append(f"{steps:,} steps" + (f" or {minutes:g} minutes" if minutes else ""))
+    row_texts: dict[str, set[str]] = {}
+    for result, text in zip(results, texts, strict=True):
+        row_texts.setdefault(result["row"], set()).add(text)
+    budgets: dict[str, set[str]] = {}
+    for result, text in zip(results, texts, strict=True):
+        row = result["row"]
+        name = row if len(row_texts[row]) == 1 else f"{result['task']} {row}"
+        budgets.setdefault(text, set()).add(name)
     common = max(budgets, key=lambda text: len(budgets[text]))  # ties: the first row's
     others = [
         f"{', '.join(sorted(rows))}: {text}" for text, rows in budgets.items() if text != common
