@@ -208,7 +208,7 @@ class LMSeq2Seq(Seq2SeqModel):
         self.memory = None
         if config.use_panm:
             self.memory_in = nn.Linear(width, config.panm.memory_dim)
-            # SmolLM2's digit embeddings are close to one another (mean cosine 0.76): a learned
+            # SmolLM2's digit embeddings are close to one another: a learned
             # embedding per operand symbol gives PANM slots it can tell apart (docs/lm.md)
             vocab = config.input_vocab_sizes[0]
             self.operand_embedding = nn.Embedding(vocab, config.panm.memory_dim)
