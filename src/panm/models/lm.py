@@ -380,11 +380,8 @@ class LMSeq2Seq(Seq2SeqModel):
     def _memory(self, states: Tensor, src: Tensor, src_mask: Tensor) -> Tensor:
         """PANM's memory: the LM states (B, L, width), right-padded, projected, plus a learned
         embedding of each operand's input id -> (B, L, memory_dim)."""
-        ids = [row[valid] for row, valid in zip(src[..., 0], src_mask, strict=True)]
-        padded = src.new_zeros(len(ids), states.shape[1])
-        for i, row in enumerate(ids):
-            padded[i, : len(row)] = row
-        return self.memory_in(states) + self.operand_embedding(padded)
+        ids, _ = self._pad([row[valid] for row, valid in zip(src, src_mask, strict=True)])
+        return self.memory_in(states) + self.operand_embedding(ids[..., 0])
 
     @staticmethod
     def _pad(rows: list[Tensor]) -> tuple[Tensor, Tensor]:
