@@ -264,12 +264,13 @@ class LMSeq2Seq(Seq2SeqModel):
         position_ids: Tensor,
         past: Any = None,
         use_cache: bool = False,
-    ) -> tuple[Tensor, Tensor, Tensor, Any]:
+    ) -> tuple[Tensor, Tensor | None, Tensor, Any]:
         """One LM call: (memory-layer, controller-layer and last-layer states, key/value cache).
 
         ids, position_ids: (B, N) new tokens; attention_mask: (B, past + N). States: (B, N,
-        width). Layer 0 is the token embeddings alone (GPT-2's first hidden state also adds its
-        learned positions, which would change with the prompt's length).
+        width); the controller layer's are None without a controller input. Layer 0 is the
+        token embeddings alone (GPT-2's first hidden state also adds its learned positions,
+        which would change with the prompt's length).
         """
         lm = self._causal_lm()
         out = lm.base_model(
@@ -286,25 +287,26 @@ class LMSeq2Seq(Seq2SeqModel):
             return embeddings if k == 0 else out.hidden_states[k]
 
         c = self.config
-        controller = layer(c.controller_layer or 0)  # unused when controller_layer is None
+        controller = None if c.controller_layer is None else layer(c.controller_layer)
         return layer(c.memory_layer), controller, out.last_hidden_state, out.cache
 
     def lm_states(
         self, sequences: list[list[int]], padding: str = "right"
-    ) -> list[tuple[Tensor, ...]]:
+    ) -> list[tuple[Tensor | None, ...]]:
         """Per token sequence, its (memory-layer, controller-layer, last-layer) states, each
-        (len, width). The sequences run as one batch padded on the `padding` side ("left" or
-        "right"); a sample's states do not depend on the padding (tested)."""
+        (len, width) (controller: None without a controller input). The sequences run as one
+        batch padded on the `padding` side ("left" or "right"); a sample's states do not depend
+        on the padding (tested)."""
         ids, mask, positions = self._batch(sequences, padding)
         *states, _ = self._run_lm(ids, mask, positions)
         longest = ids.shape[1]
         result = []
         for row, seq in enumerate(sequences):
             span = slice(longest - len(seq), longest) if padding == "left" else slice(0, len(seq))
-            result.append(tuple(layer[row, span] for layer in states))
+            result.append(tuple(None if layer is None else layer[row, span] for layer in states))
         return result
 
-    def _states(self, sequences: list[list[int]]) -> list[tuple[Tensor, ...]]:
+    def _states(self, sequences: list[list[int]]) -> list[tuple[Tensor | None, ...]]:
         """`lm_states`, from the cache for a frozen LM: computed once per distinct sequence
         (a sequence includes the answer padding of its batch)."""
         if self.config.finetune != "frozen":
@@ -316,7 +318,8 @@ class LMSeq2Seq(Seq2SeqModel):
             with torch.no_grad():
                 fresh = self.lm_states([list(k) for k in missing])
             for key, states in zip(missing, fresh, strict=True):
-                cache[key] = tuple(state.clone() for state in states)  # not views of the batch
+                # clones, not views of the batch (which would keep the whole batch alive)
+                cache[key] = tuple(None if x is None else x.clone() for x in states)
         for key in keys:
             cache.move_to_end(key)
         while len(cache) > CACHE_ENTRIES:
@@ -355,18 +358,19 @@ class LMSeq2Seq(Seq2SeqModel):
         )
 
     def _logits(
-        self, memory: Tensor, memory_mask: Tensor, controller: Tensor, last: Tensor
+        self, memory: Tensor, memory_mask: Tensor, controller: Tensor | None, last: Tensor
     ) -> Tensor:
         """memory (B, L, memory_dim) PANM's memory (`_memory`), right-padded (memory_mask (B, L));
-        controller, last (B, T, width) the LM's controller-layer and last states at the answer
-        steps -> logits (B, T, symbols), with `lm_dropout` in training."""
+        controller, last (B, T, width) the LM's controller-layer (None without a controller
+        input) and last states at the answer steps -> logits (B, T, symbols), with `lm_dropout`
+        in training."""
         logits = self.lm_logits(last)
         if self.memory is None:
             return logits
         inputs, alone = None, None
         if self.training and self.config.lm_dropout:
             alone = torch.rand(len(logits), 1, 1, device=logits.device) < self.config.lm_dropout
-        if self.config.controller_layer is not None:
+        if controller is not None:
             inputs = self.controller_in(controller)
             if alone is not None:
                 inputs = inputs.masked_fill(alone, 0.0)
@@ -412,12 +416,14 @@ class LMSeq2Seq(Seq2SeqModel):
         ):
             start = len(prompt) - 1  # the marker: the LM's state there predicts answer step 0
             memory.append(memory_states[prefix:start])
-            controller.append(controller_states[start : start + steps])
             last.append(last_states[start : start + steps])
+            if controller_states is not None:
+                controller.append(controller_states[start : start + steps])
         memory, memory_mask = self._pad(memory)
         if self.memory is not None:
             memory = self._memory(memory, src, src_mask)
-        return self._logits(memory, memory_mask, torch.stack(controller), torch.stack(last))
+        controller = torch.stack(controller) if controller else None
+        return self._logits(memory, memory_mask, controller, torch.stack(last))
 
     def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
         """Cached greedy decoding (see `Seq2SeqModel.start_decoding`): the prompts run through
@@ -442,7 +448,8 @@ class LMSeq2Seq(Seq2SeqModel):
             if self.config.controller_layer is None:  # PANM does not wait for the LM's steps
                 panm_steps = self.memory.decode(plan)
         state = {"mask": mask, "positions": positions[:, -1:], "past": past, "steps": 0}
-        controller, last = controller_states[:, -1:], last_states[:, -1:]
+        last = last_states[:, -1:]
+        controller = None if controller_states is None else controller_states[:, -1:]
 
         def step(token: Tensor) -> Tensor:
             nonlocal controller, last
