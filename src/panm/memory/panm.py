@@ -370,7 +370,11 @@ class PANM(nn.Module, Pretrained):
             mode2_pointers=_weighted_read(w2, slot_addresses),
             addresses=addresses,
             controller_state=self._initial_controller_state(
-                memory, lengths, start_slots, controller_state
+                memory,
+                lengths,
+                start_slots,
+                controller_state,
+                None if memory_tokens is None else (slot_rows, memory_tokens[1]),
             ),
         )
 
@@ -523,10 +527,17 @@ class PANM(nn.Module, Pretrained):
         return base.expand(batch).remainder(self.address_bank.size)
 
     def _initial_controller_state(
-        self, memory: Tensor, lengths: Tensor, start_slots: Tensor, given: Tensor | None
+        self,
+        memory: Tensor,
+        lengths: Tensor,
+        start_slots: Tensor,
+        given: Tensor | None,
+        tokens: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """The controller's state (B, hidden) before the first step; with initial_read, after
-        its read of the slots under the initial pointers start_slots (B, G), no decoder input."""
+        its read of the slots under the initial pointers start_slots (B, G), no decoder input.
+        tokens: (slot_rows (B, L', V), table (V, D)) of token memory (see `_map_reads`): the
+        read is then mapped on the table."""
         c = self.config
         if self.controller_init is None:
             assert given is not None
@@ -536,7 +547,19 @@ class PANM(nn.Module, Pretrained):
             if c.controller_init == "memory_mean":
                 total = total / lengths.unsqueeze(1)
             state = self.controller_init(total)
-        if c.initial_read:
+        if c.initial_read and tokens is not None:
+            slot_rows, table = tokens
+            step0 = nn.functional.one_hot(start_slots, slot_rows.shape[1]).to(memory.dtype)
+            gru = self.controller
+            gates = _mapped_reads(
+                step0.unsqueeze(1),
+                slot_rows,
+                table,
+                gru.weight_ih_l0[:, c.input_dim :],
+                gru.bias_ih_l0,
+            )  # (B, 1, 3 * hidden)
+            state = _gru_over_gates(gates, state, gru.weight_hh_l0, gru.bias_hh_l0)[1]
+        elif c.initial_read:
             rows = torch.arange(memory.shape[0], device=memory.device).unsqueeze(1)
             step0 = torch.cat(
                 [memory.new_zeros(len(rows), c.input_dim), memory[rows, start_slots].flatten(1)],
