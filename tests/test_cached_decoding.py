@@ -27,6 +27,9 @@ PANM_VARIANTS = [
     {"encoder": "transformer", "decoder": "transformer", "panm.mode2_exclusion": True,
      "panm.pointer_window": 2, "panm.eval_pointers": "hard"},
     {"encoder": "gru", "panm.mode2_selection": "hard", "panm.mode2_exclusion": True},
+    # token-embedding memory: PANM maps its reads on the embedding table (factored_reads)
+    {"encoder": "none", "memory_source": "embedding", "panm.initial_read": True},
+    {"encoder": "none", "memory_source": "embedding", "decoder": "transformer"},
 ]  # fmt: skip
 
 

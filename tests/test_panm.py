@@ -257,7 +257,7 @@ def test_decoy_slots_only_in_training_and_outside_the_window():
     base = torch.tensor([0, 30, 12])
     torch.manual_seed(0)
     first = torch.zeros(3, dtype=torch.long)
-    slots, ids, slot_mask = panm._with_decoys(memory, mask, base, first, mask.sum(1))
+    slots, ids, slot_mask, _ = panm._with_decoys(memory, mask, base, first, mask.sum(1))
     assert slots.shape == (3, 13, 16) and ids.shape == (3, 13) and slot_mask.shape == (3, 13)
     for i, n in enumerate(mask.sum(1).tolist()):
         window = {(base[i].item() + j) % 32 for j in range(n)}

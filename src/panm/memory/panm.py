@@ -7,7 +7,8 @@ Read top to bottom: the config, the output, then `PANM.forward`, which
 3. moves the Mode-1 pointers over the addresses step by step (the Pointer Unit, which sees
    addresses only);
 4. reads memory at the pointers' weights (Mode-1) and queries memory by content with those
-   reads (Mode-2): steps 1-4 are `PANM.plan`, which needs no decoder input;
+   reads (Mode-2): steps 1-4 are `PANM.plan`, which needs no decoder input (over token
+   memory, `memory_tokens`, it maps the reads without making them; see `_mapped_reads`);
 5. runs the GRU controller over the reads and the optional decoder input, and maps
    [controller state, Mode-1 reads, Mode-2 reads] of every step to outputs with an MLP
    (`PANM.decode`: all steps at once, or one at a time in cached generation).
@@ -179,23 +180,30 @@ class PANMPlan:
     first step; `PANM.decode` then runs the controller and the output MLP over the steps as
     their inputs come, all together (`PANM.forward`) or a step at a time (cached generation).
 
-    reads: (B, T, (G + H) * D) the Mode-1 then Mode-2 reads of every step.
+    reads: (B, T, (G + H) * D) the Mode-1 then Mode-2 reads of every step; None over token
+        memory (`memory_tokens`), whose plan holds the reads' linear maps instead:
+    read_gates: (B, T, 3 * hidden_dim) the controller GRU's input gates from the Mode-1 reads
+        (its W_ih over the reads, plus b_ih), token memory only.
+    read_features: (B, T, hidden_dim) the output MLP's first layer over the Mode-1 and Mode-2
+        reads (no bias), token memory only.
     pointers, mode1_weights, mode2_weights, mode2_pointers, addresses: as in `PANMOutput`.
     controller_state: (B, hidden_dim) after the steps decoded so far (`steps_done`).
     """
 
-    reads: Tensor
+    reads: Tensor | None
     pointers: Tensor
     mode1_weights: Tensor
     mode2_weights: Tensor
     mode2_pointers: Tensor
     addresses: Tensor
     controller_state: Tensor
+    read_gates: Tensor | None = None
+    read_features: Tensor | None = None
     steps_done: int = 0
 
     @property
     def num_steps(self) -> int:
-        return self.reads.shape[1]
+        return self.mode1_weights.shape[1]
 
 
 class PANM(nn.Module, Pretrained):
@@ -251,6 +259,7 @@ class PANM(nn.Module, Pretrained):
         inputs: Tensor | None = None,
         base_address: Tensor | int | None = None,
         controller_state: Tensor | None = None,
+        memory_tokens: tuple[Tensor, Tensor] | None = None,
     ) -> PANMOutput:
         """Decode T steps over `memory`.
 
@@ -270,9 +279,16 @@ class PANM(nn.Module, Pretrained):
         uses one `plan` for all steps (cached `Seq2SeqModel.generate`) or passes the same
         `base_address` to each call (uncached `generate` repeats the random state instead).
         controller_state: (B, hidden_dim), required when controller_init == "given".
+        memory_tokens: optional (rows (B, L, F) long, table (V, D)) with memory[b, i] equal to
+        table[rows[b, i]].sum(0) on valid slots (token embeddings): every linear map of the
+        reads is then applied to the V rows of the table instead of to each read
+        (`_mapped_reads`), the same function up to float rounding with far fewer multiply-adds
+        when V is small.
         """
         num_steps = self._check_steps(memory, num_steps, inputs)
-        plan = self.plan(memory, memory_mask, num_steps, base_address, controller_state)
+        plan = self.plan(
+            memory, memory_mask, num_steps, base_address, controller_state, memory_tokens
+        )
         logits = self.decode(plan, inputs)
         return PANMOutput(
             logits=logits,
@@ -291,12 +307,15 @@ class PANM(nn.Module, Pretrained):
         num_steps: int,
         base_address: Tensor | int | None = None,
         controller_state: Tensor | None = None,
+        memory_tokens: tuple[Tensor, Tensor] | None = None,
     ) -> PANMPlan:
         """Everything of `num_steps` decoding steps but the controller (see `PANMPlan`); the
         arguments are `forward`'s. `decode` then runs the controller over the steps' inputs."""
         first = self._validate(memory, memory_mask, controller_state)
         if num_steps < 1:
             raise ValueError(f"the number of decoding steps must be >= 1, got {num_steps}")
+        if memory_tokens is not None:
+            _validate_tokens(memory, memory_tokens)
         c = self.config
         batch, num_slots, _ = memory.shape
         lengths = memory_mask.sum(dim=1)
@@ -307,9 +326,15 @@ class PANM(nn.Module, Pretrained):
         # Padded slots hold exact zeros, whatever the encoder left there (even NaN).
         memory = memory.masked_fill(~memory_mask.unsqueeze(-1), 0.0)
         slot_memory, slot_addresses, slot_mask = memory, addresses, memory_mask
+        slot_rows = None
+        if memory_tokens is not None:  # (B, L, V): how often each table row is in each slot
+            rows, table = memory_tokens
+            counts = memory_mask.unsqueeze(-1).expand(rows.shape).to(memory.dtype)
+            slot_rows = memory.new_zeros(batch, num_slots, table.shape[0])
+            slot_rows = slot_rows.scatter_add_(-1, rows, counts)
         if self.training and c.decoy_slots:
-            slot_memory, slot_ids, slot_mask = self._with_decoys(
-                memory, memory_mask, base, first, lengths
+            slot_memory, slot_ids, slot_mask, slot_rows = self._with_decoys(
+                memory, memory_mask, base, first, lengths, slot_rows
             )
             slot_addresses = self.address_bank.lookup(slot_ids, memory.dtype)
 
@@ -322,30 +347,79 @@ class PANM(nn.Module, Pretrained):
         w1, pointers = self.pointer_unit.walk(
             start_pointer, slot_addresses, slot_mask, num_steps, hard=hard
         )  # (B, T, G, L'), (B, T, G, b)
-        value1 = _weighted_read(w1, slot_memory)  # (B, T, G, D): v_t = sum_i w_t[i] M[i]
-
-        reads = [value1.flatten(2)]
-        w2 = memory.new_zeros(batch, num_steps, 0, slot_memory.shape[1])
-        if self.relational is not None:
-            memory_keys = self.relational.keys(slot_memory)
-            mode2_mask = slot_mask
-            if not c.mode2_decoys:  # decoys, if any, are the slots after the real ones
-                real = torch.arange(slot_mask.shape[1], device=slot_mask.device) < num_slots
-                mode2_mask = slot_mask & real
-            w2 = self.relational(value1, memory_keys, mode2_mask)  # (B, T, H, L')
-            reads.append(_weighted_read(w2, slot_memory).flatten(2))
+        mode2_mask = slot_mask
+        if not c.mode2_decoys:  # decoys, if any, are the slots after the real ones
+            real = torch.arange(slot_mask.shape[1], device=slot_mask.device) < num_slots
+            mode2_mask = slot_mask & real
+        reads = read_gates = read_features = None
+        if memory_tokens is None:
+            w2, reads = self._read(w1, slot_memory, mode2_mask)
+        else:
+            assert slot_rows is not None
+            w2, read_gates, read_features = self._map_reads(
+                w1, slot_rows, memory_tokens[1], mode2_mask
+            )
         start_slots = first.unsqueeze(1) + start  # (B, G) slot indices
         return PANMPlan(
-            reads=torch.cat(reads, dim=-1),
+            reads=reads,
+            read_gates=read_gates,
+            read_features=read_features,
             pointers=pointers,
             mode1_weights=w1[..., :num_slots],
             mode2_weights=w2[..., :num_slots],
             mode2_pointers=_weighted_read(w2, slot_addresses),
             addresses=addresses,
             controller_state=self._initial_controller_state(
-                memory, lengths, start_slots, controller_state
+                memory,
+                lengths,
+                start_slots,
+                controller_state,
+                None if memory_tokens is None else (slot_rows, memory_tokens[1]),
             ),
         )
+
+    def _read(self, w1: Tensor, slot_memory: Tensor, mode2_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Mode-1 reads at the weights w1 (B, T, G, L') and Mode-2 over slot_memory (B, L', D):
+        the Mode-2 weights (B, T, H, L') and the reads (B, T, (G + H) * D)."""
+        batch, num_steps, _, num_slots = w1.shape
+        value1 = _weighted_read(w1, slot_memory)  # (B, T, G, D): v_t = sum_i w_t[i] M[i]
+        reads = [value1.flatten(2)]
+        w2 = slot_memory.new_zeros(batch, num_steps, 0, num_slots)
+        if self.relational is not None:
+            memory_keys = self.relational.keys(slot_memory)
+            w2 = self.relational(value1, memory_keys, mode2_mask)  # (B, T, H, L')
+            reads.append(_weighted_read(w2, slot_memory).flatten(2))
+        return w2, torch.cat(reads, dim=-1)
+
+    def _map_reads(
+        self, w1: Tensor, slot_rows: Tensor, table: Tensor, mode2_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """`_read` over token memory, slot i = sum_v slot_rows[b, i, v] table[v] (slot_rows
+        (B, L', V), table (V, D)), without making the reads: the Mode-2 weights (B, T, H, L'),
+        and the reads' maps `PANMPlan.read_gates` (B, T, 3 * hidden) and `read_features`
+        (B, T, hidden). The Mode-2 keys are the key map of the table rows, its queries the
+        query map of the Mode-1 reads (`_mapped_reads`)."""
+        c = self.config
+        batch, num_steps, _, num_slots = w1.shape
+        w2 = w1.new_zeros(batch, num_steps, 0, num_slots)
+        if self.relational is not None:
+            access = self.relational
+            key_map = (table @ access.key.weight.t()).t()  # (K, V)
+            memory_keys = nn.functional.linear(slot_rows, key_map, access.key.bias)
+            if isinstance(access.query, nn.Linear):
+                query = _mapped_reads(w1, slot_rows, table, access.query.weight, access.query.bias)
+            else:
+                query = access.query.expand(batch, num_steps, -1)
+            w2 = access.attend(query, memory_keys, mode2_mask)  # (B, T, H, L')
+        gru = self.controller
+        read_gates = _mapped_reads(
+            w1, slot_rows, table, gru.weight_ih_l0[:, c.input_dim :], gru.bias_ih_l0
+        )
+        first_layer = self.output_head[0]
+        read_features = _mapped_reads(
+            torch.cat([w1, w2], dim=2), slot_rows, table, first_layer.weight[:, c.hidden_dim :]
+        )
+        return w2, read_gates, read_features
 
     def decode(self, plan: PANMPlan, inputs: Tensor | None = None) -> Tensor:
         """Runs the controller over the plan's next steps and returns their logits (B, n,
@@ -355,6 +429,8 @@ class PANM(nn.Module, Pretrained):
         end = plan.num_steps if inputs is None else done + inputs.shape[1]
         if end > plan.num_steps:
             raise ValueError(f"the plan has {plan.num_steps} steps, not {end}")
+        if plan.reads is None:
+            return self._decode_mapped(plan, done, end, inputs)
         reads = plan.reads[:, done:end]  # (B, n, (G + H) * D)
         mode1_reads = reads[..., : self.config.num_mode1 * self.config.memory_dim]
         controller_inputs = (
@@ -363,6 +439,25 @@ class PANM(nn.Module, Pretrained):
         states, last = self.controller(controller_inputs, plan.controller_state.unsqueeze(0))
         plan.steps_done, plan.controller_state = end, last[0]
         return self.output_head(torch.cat([states, reads], dim=-1))
+
+    def _decode_mapped(self, plan: PANMPlan, done: int, end: int, inputs: Tensor | None) -> Tensor:
+        """`decode` of steps done..end-1 from the reads' maps of a token-memory plan: the
+        controller GRU runs over its input gates (`_gru_over_gates`, with the decoder input's
+        share added), and the output MLP's first layer adds the reads' share to the states'."""
+        assert plan.read_gates is not None and plan.read_features is not None
+        c, gru = self.config, self.controller
+        gates = plan.read_gates[:, done:end]  # (B, n, 3 * hidden)
+        if inputs is not None:
+            gates = gates + inputs @ gru.weight_ih_l0[:, : c.input_dim].t()
+        states, last = _gru_over_gates(
+            gates, plan.controller_state, gru.weight_hh_l0, gru.bias_hh_l0
+        )
+        plan.steps_done, plan.controller_state = end, last
+        first_layer, activation, last_layer = self.output_head
+        hidden = nn.functional.linear(
+            states, first_layer.weight[:, : c.hidden_dim], first_layer.bias
+        )
+        return last_layer(activation(hidden + plan.read_features[:, done:end]))
 
     def _check_steps(self, memory: Tensor, num_steps: int | None, inputs: Tensor | None) -> int:
         """Checks `forward`'s num_steps and inputs; returns the number of steps."""
@@ -432,10 +527,17 @@ class PANM(nn.Module, Pretrained):
         return base.expand(batch).remainder(self.address_bank.size)
 
     def _initial_controller_state(
-        self, memory: Tensor, lengths: Tensor, start_slots: Tensor, given: Tensor | None
+        self,
+        memory: Tensor,
+        lengths: Tensor,
+        start_slots: Tensor,
+        given: Tensor | None,
+        tokens: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """The controller's state (B, hidden) before the first step; with initial_read, after
-        its read of the slots under the initial pointers start_slots (B, G), no decoder input."""
+        its read of the slots under the initial pointers start_slots (B, G), no decoder input.
+        tokens: (slot_rows (B, L', V), table (V, D)) of token memory (see `_map_reads`): the
+        read is then mapped on the table."""
         c = self.config
         if self.controller_init is None:
             assert given is not None
@@ -445,7 +547,19 @@ class PANM(nn.Module, Pretrained):
             if c.controller_init == "memory_mean":
                 total = total / lengths.unsqueeze(1)
             state = self.controller_init(total)
-        if c.initial_read:
+        if c.initial_read and tokens is not None:
+            slot_rows, table = tokens
+            step0 = nn.functional.one_hot(start_slots, slot_rows.shape[1]).to(memory.dtype)
+            gru = self.controller
+            gates = _mapped_reads(
+                step0.unsqueeze(1),
+                slot_rows,
+                table,
+                gru.weight_ih_l0[:, c.input_dim :],
+                gru.bias_ih_l0,
+            )  # (B, 1, 3 * hidden)
+            state = _gru_over_gates(gates, state, gru.weight_hh_l0, gru.bias_hh_l0)[1]
+        elif c.initial_read:
             rows = torch.arange(memory.shape[0], device=memory.device).unsqueeze(1)
             step0 = torch.cat(
                 [memory.new_zeros(len(rows), c.input_dim), memory[rows, start_slots].flatten(1)],
@@ -455,11 +569,19 @@ class PANM(nn.Module, Pretrained):
         return state
 
     def _with_decoys(
-        self, memory: Tensor, memory_mask: Tensor, base: Tensor, first: Tensor, lengths: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
+        self,
+        memory: Tensor,
+        memory_mask: Tensor,
+        base: Tensor,
+        first: Tensor,
+        lengths: Tensor,
+        slot_rows: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Appends `decoy_slots` slots per sequence: memory (B, L+k, D), address ids (B, L+k),
-        mask (B, L+k). Slots are counted from each row's first valid slot (`first`, (B,)), so
-        padding on either side draws the same decoys. See `PANMConfig.decoy_slots`."""
+        mask (B, L+k), and with `slot_rows` (B, L, V) (token memory, see `plan`) the decoys'
+        table rows too (B, L+k, V), else None. Slots are counted from each row's first valid
+        slot (`first`, (B,)), so padding on either side draws the same decoys. See
+        `PANMConfig.decoy_slots`."""
         batch, num_slots, _ = memory.shape
         k, device, size = self.config.decoy_slots, memory.device, self.address_bank.size
         slot = (torch.rand(batch, k, device=device) * lengths.unsqueeze(1)).long()
@@ -473,11 +595,28 @@ class PANM(nn.Module, Pretrained):
         )
         decoy_memory = memory[donor.unsqueeze(1), donor_slot]
         real_ids = self.address_bank.indices((base - first) % size, num_slots)
+        rows = None
+        if slot_rows is not None:
+            rows = torch.cat([slot_rows, slot_rows[donor.unsqueeze(1), donor_slot]], dim=1)
         return (
             torch.cat([memory, decoy_memory], dim=1),
             torch.cat([real_ids, decoy_ids], dim=1),
             torch.cat([memory_mask, outside], dim=1),
+            rows,
         )
+
+
+def _validate_tokens(memory: Tensor, memory_tokens: tuple[Tensor, Tensor]) -> None:
+    """Checks `forward`'s memory_tokens against memory (B, L, D)."""
+    rows, table = memory_tokens
+    batch, num_slots, dim = memory.shape
+    if rows.dim() != 3 or rows.shape[:2] != (batch, num_slots) or rows.dtype != torch.long:
+        raise ValueError(
+            f"memory_tokens rows must be long (batch, slots, fields) = ({batch}, {num_slots}, F), "
+            f"got {rows.dtype} {tuple(rows.shape)}"
+        )
+    if table.dim() != 2 or table.shape[1] != dim:
+        raise ValueError(f"memory_tokens table must be (rows, {dim}), got {tuple(table.shape)}")
 
 
 def _first_of_one_run(mask: Tensor) -> Tensor:
@@ -509,3 +648,46 @@ def _weighted_read(weights: Tensor, values: Tensor) -> Tensor:
     batch, steps, pointers, slots = weights.shape
     flat = weights.reshape(batch, steps * pointers, slots).bmm(values)
     return flat.view(batch, steps, pointers, values.shape[-1])
+
+
+def _mapped_reads(
+    weights: Tensor,
+    slot_rows: Tensor,
+    table: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """A linear map of the reads of token memory, computed on the table rather than the reads.
+
+    weights (B, T, P, L'), slot_rows (B, L', V), table (V, D), weight (out, P * D) over the P
+    reads side by side, optional bias (out,) -> (B, T, out), equal up to float rounding to
+    linear(_weighted_read(weights, slot_rows @ table).flatten(2), weight, bias). With
+    W (sum_i w[i] M[i]) = sum_v (sum_i w[i] slot_rows[i, v]) (W table[v]), the weights are
+    summed per table row (B T P L' V multiply-adds) and the map applied to the V rows once,
+    instead of making the reads (B T P L' D) and mapping each of them (B T P D out).
+    """
+    batch, steps, reads, slots = weights.shape
+    vocab, dim = table.shape
+    per_row = weights.reshape(batch, steps * reads, slots).bmm(slot_rows)  # (B, T P, V)
+    per_row = per_row.view(batch * steps, reads * vocab)
+    table_maps = torch.einsum("vd,opd->pvo", table, weight.view(-1, reads, dim))  # (P, V, out)
+    table_maps = table_maps.reshape(reads * vocab, -1)
+    out = per_row @ table_maps if bias is None else torch.addmm(bias, per_row, table_maps)
+    return out.view(batch, steps, -1)
+
+
+def _gru_over_gates(
+    gates: Tensor, state: Tensor, weight_hh: Tensor, bias_hh: Tensor
+) -> tuple[Tensor, Tensor]:
+    """`nn.GRU` (one layer) from its input gates already computed, W_ih x_t + b_ih (B, T, 3H),
+    and the initial state (B, H): the states (B, T, H) and the last state (B, H)."""
+    states = []
+    for step_gates in gates.unbind(1):
+        i_r, i_z, i_n = step_gates.chunk(3, dim=-1)
+        h_r, h_z, h_n = torch.addmm(bias_hh, state, weight_hh.t()).chunk(3, dim=-1)
+        reset = torch.sigmoid(i_r + h_r)
+        update = torch.sigmoid(i_z + h_z)
+        candidate = torch.tanh(i_n + reset * h_n)
+        state = (1 - update) * candidate + update * state
+        states.append(state)
+    return torch.stack(states, dim=1), state

@@ -80,6 +80,11 @@ class RelationalAccess(nn.Module):
             query = self.query(mode1_reads.flatten(2))
         else:
             query = self.query.expand(batch, steps, -1)
+        return self.attend(query, keys, mask)
+
+    def attend(self, query: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
+        """`forward` from the queries (B, T, H * K) rather than the reads."""
+        batch, steps = query.shape[:2]
         query = query.reshape(batch, steps * self.num_heads, -1)
         scores = query.bmm(keys.transpose(1, 2)) / math.sqrt(self.key_dim)
         scores = scores.view(batch, steps, self.num_heads, -1)

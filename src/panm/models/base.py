@@ -56,6 +56,14 @@ class TokenEmbedding(nn.Module):
             raise ValueError(f"expected {len(self.tables)} input fields, got {ids.shape[-1]}")
         return sum(table(ids[..., i]) for i, table in enumerate(self.tables))  # type: ignore[return-value]
 
+    def factors(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """The embedding as rows of one table: (B, L, F) ids -> row ids (B, L, F) into a table
+        (V, dim), V the sum of the fields' vocabularies, with forward(ids)[b, l] equal to
+        table[rows[b, l]].sum(0)."""
+        sizes = torch.tensor([t.num_embeddings for t in self.tables], device=ids.device)
+        offsets = torch.cumsum(sizes, 0) - sizes
+        return ids + offsets, torch.cat([t.weight for t in self.tables], dim=0)
+
 
 class DecoderInput(nn.Module):
     """The decoder's input vectors (B, T, dim) in either decoding mode.

@@ -42,6 +42,11 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     transformer_heads, transformer_ff_dim, transformer_position: the Transformer encoder's
         and decoder's settings (position: see `panm.backbones.positions`).
     dropout: dropout inside the encoder.
+    factored_reads: with memory_source="embedding", PANM applies every linear map of its reads
+        (controller input, output MLP, Mode-2 query and keys) to the embedding table rather than
+        to each read (`PANM.forward`'s `memory_tokens`): the same function up to float rounding,
+        with a fraction of the arithmetic when the vocabulary is small. False: map the reads.
+        Other memory sources always map the reads.
     panm: the memory's settings. Its memory_dim, input_dim and output_dim are set from the
         fields above. With panm.controller_init == "given" the controller starts from a
         projection of the encoder's final state (the authors' code) instead of the memory sum.
@@ -58,6 +63,7 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     transformer_ff_dim: int = 256
     transformer_position: str = "sinusoidal"
     dropout: float = 0.0
+    factored_reads: bool = True
     panm: PANMConfig = field(default_factory=PANMConfig)
 
     def __post_init__(self) -> None:
@@ -175,6 +181,7 @@ class PANMSeq2Seq(Seq2SeqModel):
             inputs=inputs,
             base_address=base_address,
             controller_state=controller_state,
+            memory_tokens=self._memory_tokens(src),
         )
 
     def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
@@ -186,7 +193,13 @@ class PANMSeq2Seq(Seq2SeqModel):
             raise ValueError("cached decoding needs decoder_input='previous_token'")
         memory, controller_state = self._encode(src, src_mask)
         cache = None if self.decoder is None else self.decoder.start(memory, src_mask, num_steps)
-        plan = self.memory.plan(memory, src_mask, num_steps, controller_state=controller_state)
+        plan = self.memory.plan(
+            memory,
+            src_mask,
+            num_steps,
+            controller_state=controller_state,
+            memory_tokens=self._memory_tokens(src),
+        )
         decoder_input, decoder = self.decoder_input, self.decoder
 
         def step(tokens: Tensor) -> Tensor:
@@ -196,6 +209,13 @@ class PANMSeq2Seq(Seq2SeqModel):
             return self.memory.decode(plan, inputs)[:, -1]
 
         return step
+
+    def _memory_tokens(self, src: Tensor) -> tuple[Tensor, Tensor] | None:
+        """PANM's `memory_tokens` for src (B, L, F): the slots as rows of the embedding table,
+        with factored_reads over token-embedding memory; else None (PANM maps the reads)."""
+        if self.config.memory_source == "embedding" and self.config.factored_reads:
+            return self.embedding.factors(src)
+        return None
 
     def _encode(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """The memory slots (B, L, D) of src (B, L, F), and the controller's start (B, hidden)
