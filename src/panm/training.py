@@ -280,7 +280,9 @@ def _train(
     if world > 1:
         trained = nn.parallel.DistributedDataParallel(model)
     if config.compile:
-        trained = torch.compile(trained)  # type: ignore[assignment]
+        # fallback_random: the compiled model draws its random numbers (base addresses, decoy
+        # slots) from torch's generator, as the eager one does, so a seed gives the same run
+        trained = torch.compile(trained, options={"fallback_random": True})  # type: ignore[assignment]
     valid = validation_examples(task, config) if rank == 0 else []
     train_set = training_set(task, config) if config.train_examples else None
     bos_id = model.decoder_start_id(task)
