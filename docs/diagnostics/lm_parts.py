@@ -8,7 +8,8 @@ prints the token accuracy and exact match of: the LM terms alone (the LM's logit
 answer head), PANM (with its controller input where the model has one), and the model's answer
 (the mixture of the two, `LMSeq2Seq.combine`); PANM's share of the mixture; and where Mode-1
 pointer 0 stands at each step relative to the step index (a pointer that walks the operands
-reads slot t + 1 at step t: the controller reads slot 0 before step 0).
+reads slot t + 1 at step t: the controller reads slot 0 before step 0), and the first step
+where it does not, over the sequences (the length where it never leaves).
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def main(run: str, lengths: list[int]) -> None:
             cells.append(f"{name} {right.float().mean():.3f}/{right.all(1).float().mean():.3f}")
         ahead = parts["slots"] - torch.arange(length)
         cells.append(f"pointer 0 at t+1: {(ahead == 1).float().mean():.3f}")
+        off = (ahead != 1).int()  # the first step where the walk leaves t + 1 (length: never)
+        first_off = torch.where(off.any(1), off.argmax(1), torch.tensor(length))
+        cells.append(
+            f"first step off t+1: min {first_off.min()} median {first_off.median()}"
+            f" max {first_off.max()}"
+        )
         cells.append(f"PANM's share: {torch.sigmoid(model.panm_share).item():.3f}")
         print(f"{length}: " + "  ".join(cells) + "  (token/exact)")
 
