@@ -13,6 +13,7 @@ and op:
 - sequence exact match and the first wrong output step (histogram in steps of length / 8);
 - of the wrong outputs, how many are the *other* op's answer (copy: the backward pointer's
   previous read; reverse: the forward pointer's current read);
+- how sharp Mode-2 is and how often its argmax slot holds the answer (it is not used);
 - the mean logit margin (right token minus the best other) at every (length / 8)-th step;
 - an op probe of the controller state at the same steps: its projection on the
   difference of the mean states of copy and of reverse at length 10 (all steps), scaled so that
@@ -101,6 +102,13 @@ for length in (11, 22, 44, 88):
             other = tokens.gather(1, forward)
         print(f"  wrong outputs: {int(wrong.sum())}, the other op's answer in ", end="")
         print(f"{int((predicted == other)[wrong].sum())}")
+        largest = trace.mode2_weights[:, :, 0].max(-1).values.mean()
+        print(
+            f"  Mode-2: mean largest weight {largest:.2f}, its argmax slot holds the answer in ",
+            end="",
+        )
+        mode2_tokens = tokens.gather(1, trace.mode2_weights[:, :, 0].argmax(-1))
+        print(f"{(mode2_tokens == batch.tgt).float().mean():.3f} of the steps")
         logits = trace.logits
         right = logits.gather(2, batch.tgt.unsqueeze(-1))[..., 0]
         best_other = logits.scatter(2, batch.tgt.unsqueeze(-1), float("-inf")).max(-1).values
