@@ -13,7 +13,8 @@ must score above every other slot. Prints:
 - when the argmax is wrong: how often it is the slot after a later occurrence, and the margin;
 - the mean score of the right slot by where the first occurrence is, and for every later
   occurrence whether its next slot outscores the right one ("beats"), by where the first
-  occurrence is and by how many slots back the previous occurrence is.
+  occurrence is, by how many slots back the previous occurrence is and by the later
+  occurrence's own index.
 """
 
 import itertools
@@ -65,8 +66,10 @@ print(
     f"{int((~hit & after_later).sum())}; right slot's score below the winner's by median "
     f"{-margin.median():.2f} (below by less than 2 in {int((margin > -2).sum())})"
 )
-by_first, beats_first, beats_gap = defaultdict(list), defaultdict(list), defaultdict(list)
+by_first, beats_first = defaultdict(list), defaultdict(list)
+beats_gap, beats_at = defaultdict(list), defaultdict(list)
 first_bins, gap_bins = (0, 5, 10, 15, 20, 30), (1, 3, 6, 11, 21, 41)
+position_bins = (0, 10, 20, 40, 60)
 for row, occ in enumerate(occurrences):
     first = max(b for b in first_bins if b <= occ[0])
     by_first[first].append(target_score[row].item())
@@ -74,6 +77,7 @@ for row, occ in enumerate(occurrences):
         beats = scores[row, later + 1].item() > target_score[row].item()
         beats_first[first].append(beats)
         beats_gap[max(b for b in gap_bins if b <= later - previous)].append(beats)
+        beats_at[max(b for b in position_bins if b <= later)].append(beats)
 
 
 def ranges(bins: tuple[int, ...], table: dict, show) -> str:
@@ -92,3 +96,5 @@ print("a later occurrence's next slot beats the right one, by the first occurren
 print("  " + ranges(first_bins, beats_first, lambda v: f"{sum(v)}/{len(v)}"))
 print("  by slots since the previous occurrence:")
 print("  " + ranges(gap_bins, beats_gap, lambda v: f"{sum(v)}/{len(v)}"))
+print("  by the later occurrence's index:")
+print("  " + ranges(position_bins, beats_at, lambda v: f"{sum(v)}/{len(v)}"))
