@@ -10,8 +10,9 @@ selection with exclusion outputs the slots in falling score order, so a sequence
 and only if its slots' scores fall with the id. Prints:
 
 - that the model's Mode-2 reads are the slots in falling score order (checks the above);
-- sequence exact match, the exact match if the token term were constant (b alone), and the
-  first wrong output step (histogram in steps of LENGTH / 8);
+- sequence exact match, the exact match if the token term were constant (b alone), the exact
+  match if b's values were sorted to fall with the id (the token term kept), and the first
+  wrong output step (histogram in steps of LENGTH / 8);
 - at each sequence's first wrong step: how far the id read is from the right one, the score
   margin, and whether b alone already inverts the two ids or the token term flipped them;
 - the pairs of neighbouring ids (k, k + 1) out of 255 that b inverts, per range of 32 ids;
@@ -54,6 +55,12 @@ by_id_term = (id_score.argsort(1, descending=True) == right_order).all(1)
 print(f"sequence exact match {exact.float().mean():.3f}; with the id term alone (token term")
 print(f"  constant) {by_id_term.float().mean():.3f}; slot right at every step in ", end="")
 print(f"{(read == right_order).all(1).float().mean():.3f}")
+monotone = id_term.clone()  # the id term's own values, sorted to fall with the id
+monotone[1:] = id_term[1:].sort(descending=True).values
+sorted_score = token_term[batch.src[..., 0]] + monotone[batch.src[..., 1]]
+by_monotone = (sorted_score.argsort(1, descending=True) == right_order).all(1)
+print("exact with the id term's values sorted to fall with the id, token term kept: ", end="")
+print(f"{by_monotone.float().mean():.3f}")
 wrong = read != right_order
 failed = wrong.any(1)
 first = wrong.float().argmax(1)[failed]  # (N,) each failed sequence's first wrong step
