@@ -10,8 +10,9 @@ Read top to bottom: the config, the output, then `PANM.forward`, which
    reads (Mode-2): steps 1-4 are `PANM.plan`, which needs no decoder input (over token
    memory, `memory_tokens`, it maps the reads without making them; see `_mapped_reads`);
 5. runs the GRU controller over the reads and the optional decoder input, and maps
-   [controller state, Mode-1 reads, Mode-2 reads] of every step to outputs with an MLP
-   (`PANM.decode`: all steps at once, or one at a time in cached generation).
+   [controller state, Mode-1 reads, Mode-2 reads] of every step (with output_initial_read,
+   also the slots under the initial pointers) to outputs with an MLP (`PANM.decode`: all
+   steps at once, or one at a time in cached generation).
 
 Shapes: B batch, L memory slots, D memory width, T decoding steps, G Mode-1 pointers, H Mode-2
 pointers, b address bits.
@@ -19,7 +20,7 @@ pointers, b address bits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
@@ -81,6 +82,10 @@ class PANMConfig:
         slots), "memory_mean" or "given" (the caller's `controller_state`) ["memory_sum"].
     initial_read: before the first step the controller reads the slots under the initial
         pointers [False].
+    output_initial_read: the output MLP takes, at every step, the slots under the G initial
+        Mode-1 pointers side by side (G * D more inputs to its first layer; independent of
+        initial_read): what lies under the initial pointers, e.g. Mix's op, is then read at
+        every step instead of carried in the controller's state (docs/results.md) [False].
     """
 
     memory_dim: int = 128
@@ -106,6 +111,7 @@ class PANMConfig:
     decoy_slots: int = 0
     controller_init: str = "memory_sum"
     initial_read: bool = False
+    output_initial_read: bool = False
 
     retired_fields: ClassVar[dict[str, Any]] = {
         "pointer_start": "inside",
@@ -146,6 +152,10 @@ class PANMConfig:
         for name in ("memory_dim", "output_dim", "hidden_dim", "pointer_dim", "key_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for f in fields(self):  # e.g. `--set panm.initial_read=True` gives the string "True"
+            value = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ValueError(f"{f.name} must be true or false, got {value!r}")
 
 
 @dataclass
@@ -180,12 +190,14 @@ class PANMPlan:
     first step; `PANM.decode` then runs the controller and the output MLP over the steps as
     their inputs come, all together (`PANM.forward`) or a step at a time (cached generation).
 
-    reads: (B, T, (G + H) * D) the Mode-1 then Mode-2 reads of every step; None over token
-        memory (`memory_tokens`), whose plan holds the reads' linear maps instead:
+    reads: (B, T, (G + H) * D) the Mode-1 then Mode-2 reads of every step, then with
+        output_initial_read the initial read (the slots under the initial pointers, G * D,
+        the same at every step); None over token memory (`memory_tokens`), whose plan holds
+        the reads' linear maps instead:
     read_gates: (B, T, 3 * hidden_dim) the controller GRU's input gates from the Mode-1 reads
         (its W_ih over the reads, plus b_ih), token memory only.
     read_features: (B, T, hidden_dim) the output MLP's first layer over the Mode-1 and Mode-2
-        reads (no bias), token memory only.
+        reads and, with output_initial_read, the initial read (no bias), token memory only.
     pointers, mode1_weights, mode2_weights, mode2_pointers, addresses: as in `PANMOutput`.
     controller_state: (B, hidden_dim) after the steps decoded so far (`steps_done`).
     """
@@ -246,7 +258,10 @@ class PANM(nn.Module, Pretrained):
         self.controller = nn.GRU(
             c.input_dim + c.num_mode1 * c.memory_dim, c.hidden_dim, batch_first=True
         )
+        # The output MLP's inputs: [state, Mode-1 reads, Mode-2 reads, initial read (optional)].
         features = c.hidden_dim + (c.num_mode1 + c.num_mode2) * c.memory_dim
+        if c.output_initial_read:
+            features += c.num_mode1 * c.memory_dim
         self.output_head = nn.Sequential(
             nn.Linear(features, c.hidden_dim), nn.ReLU(), nn.Linear(c.hidden_dim, c.output_dim)
         )
@@ -351,15 +366,15 @@ class PANM(nn.Module, Pretrained):
         if not c.mode2_decoys:  # decoys, if any, are the slots after the real ones
             real = torch.arange(slot_mask.shape[1], device=slot_mask.device) < num_slots
             mode2_mask = slot_mask & real
+        start_slots = first.unsqueeze(1) + start  # (B, G) slot indices
         reads = read_gates = read_features = None
         if memory_tokens is None:
-            w2, reads = self._read(w1, slot_memory, mode2_mask)
+            w2, reads = self._read(w1, slot_memory, mode2_mask, start_slots)
         else:
             assert slot_rows is not None
             w2, read_gates, read_features = self._map_reads(
-                w1, slot_rows, memory_tokens[1], mode2_mask
+                w1, slot_rows, memory_tokens[1], mode2_mask, start_slots
             )
-        start_slots = first.unsqueeze(1) + start  # (B, G) slot indices
         return PANMPlan(
             reads=reads,
             read_gates=read_gates,
@@ -378,9 +393,13 @@ class PANM(nn.Module, Pretrained):
             ),
         )
 
-    def _read(self, w1: Tensor, slot_memory: Tensor, mode2_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def _read(
+        self, w1: Tensor, slot_memory: Tensor, mode2_mask: Tensor, start_slots: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Mode-1 reads at the weights w1 (B, T, G, L') and Mode-2 over slot_memory (B, L', D):
-        the Mode-2 weights (B, T, H, L') and the reads (B, T, (G + H) * D)."""
+        the Mode-2 weights (B, T, H, L') and the reads (B, T, (G + H) * D), followed with
+        output_initial_read by the slots under the initial pointers start_slots (B, G) at every
+        step (G * D more)."""
         batch, num_steps, _, num_slots = w1.shape
         value1 = _weighted_read(w1, slot_memory)  # (B, T, G, D): v_t = sum_i w_t[i] M[i]
         reads = [value1.flatten(2)]
@@ -389,16 +408,20 @@ class PANM(nn.Module, Pretrained):
             memory_keys = self.relational.keys(slot_memory)
             w2 = self.relational(value1, memory_keys, mode2_mask)  # (B, T, H, L')
             reads.append(_weighted_read(w2, slot_memory).flatten(2))
+        if self.config.output_initial_read:
+            start_read = _slots_at(slot_memory, start_slots)  # (B, G * D)
+            reads.append(start_read.unsqueeze(1).expand(-1, num_steps, -1))
         return w2, torch.cat(reads, dim=-1)
 
     def _map_reads(
-        self, w1: Tensor, slot_rows: Tensor, table: Tensor, mode2_mask: Tensor
+        self, w1: Tensor, slot_rows: Tensor, table: Tensor, mode2_mask: Tensor, start_slots: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """`_read` over token memory, slot i = sum_v slot_rows[b, i, v] table[v] (slot_rows
         (B, L', V), table (V, D)), without making the reads: the Mode-2 weights (B, T, H, L'),
         and the reads' maps `PANMPlan.read_gates` (B, T, 3 * hidden) and `read_features`
         (B, T, hidden). The Mode-2 keys are the key map of the table rows, its queries the
-        query map of the Mode-1 reads (`_mapped_reads`)."""
+        query map of the Mode-1 reads (`_mapped_reads`). With output_initial_read, the initial
+        read under start_slots (B, G) is mapped once per sequence and added at every step."""
         c = self.config
         batch, num_steps, _, num_slots = w1.shape
         w2 = w1.new_zeros(batch, num_steps, 0, num_slots)
@@ -416,9 +439,18 @@ class PANM(nn.Module, Pretrained):
             w1, slot_rows, table, gru.weight_ih_l0[:, c.input_dim :], gru.bias_ih_l0
         )
         first_layer = self.output_head[0]
+        reads_end = c.hidden_dim + (c.num_mode1 + c.num_mode2) * c.memory_dim
         read_features = _mapped_reads(
-            torch.cat([w1, w2], dim=2), slot_rows, table, first_layer.weight[:, c.hidden_dim :]
+            torch.cat([w1, w2], dim=2),
+            slot_rows,
+            table,
+            first_layer.weight[:, c.hidden_dim : reads_end],
         )
+        if c.output_initial_read:
+            start = _start_weights(start_slots, num_slots, w1.dtype)  # (B, 1, G, L')
+            read_features = read_features + _mapped_reads(
+                start, slot_rows, table, first_layer.weight[:, reads_end:]
+            )  # (B, 1, hidden) broadcast over the steps
         return w2, read_gates, read_features
 
     def decode(self, plan: PANMPlan, inputs: Tensor | None = None) -> Tensor:
@@ -549,10 +581,10 @@ class PANM(nn.Module, Pretrained):
             state = self.controller_init(total)
         if c.initial_read and tokens is not None:
             slot_rows, table = tokens
-            step0 = nn.functional.one_hot(start_slots, slot_rows.shape[1]).to(memory.dtype)
+            step0 = _start_weights(start_slots, slot_rows.shape[1], memory.dtype)
             gru = self.controller
             gates = _mapped_reads(
-                step0.unsqueeze(1),
+                step0,
                 slot_rows,
                 table,
                 gru.weight_ih_l0[:, c.input_dim :],
@@ -560,9 +592,8 @@ class PANM(nn.Module, Pretrained):
             )  # (B, 1, 3 * hidden)
             state = _gru_over_gates(gates, state, gru.weight_hh_l0, gru.bias_hh_l0)[1]
         elif c.initial_read:
-            rows = torch.arange(memory.shape[0], device=memory.device).unsqueeze(1)
             step0 = torch.cat(
-                [memory.new_zeros(len(rows), c.input_dim), memory[rows, start_slots].flatten(1)],
+                [memory.new_zeros(len(memory), c.input_dim), _slots_at(memory, start_slots)],
                 dim=-1,
             )
             state = self.controller(step0.unsqueeze(1), state.unsqueeze(0))[1][0]
@@ -638,6 +669,17 @@ def _first_of_one_run(mask: Tensor) -> Tensor:
             f"{rows[0]} is {mask[rows[0]].int().tolist()[:32]}"
         )
     return first
+
+
+def _slots_at(memory: Tensor, slots: Tensor) -> Tensor:
+    """The slots (B, G) of memory (B, L, D) side by side: (B, G * D)."""
+    rows = torch.arange(memory.shape[0], device=memory.device).unsqueeze(1)
+    return memory[rows, slots].flatten(1)
+
+
+def _start_weights(slots: Tensor, num_slots: int, dtype: torch.dtype) -> Tensor:
+    """One step of read weights on the slots (B, G) alone, for `_mapped_reads`: (B, 1, G, L)."""
+    return nn.functional.one_hot(slots, num_slots).to(dtype).unsqueeze(1)
 
 
 def _weighted_read(weights: Tensor, values: Tensor) -> Tensor:
