@@ -30,6 +30,10 @@ PANM_VARIANTS = [
     # token-embedding memory: PANM maps its reads on the embedding table (factored_reads)
     {"encoder": "none", "memory_source": "embedding", "panm.initial_read": True},
     {"encoder": "none", "memory_source": "embedding", "decoder": "transformer"},
+    {"encoder": "none", "memory_source": "embedding", "panm.output_initial_read": True},
+    {"encoder": "none", "memory_source": "embedding", "factored_reads": False,
+     "panm.output_initial_read": True, "panm.initial_read": True},
+    {"encoder": "gru", "panm.output_initial_read": True},
 ]  # fmt: skip
 
 

@@ -31,6 +31,14 @@ VARIANTS = {
         "reverse",
         {"panm.mode2_exclusion": True, "panm.mode2_decoys": False, "panm.num_mode2": 2},
     ),
+    "output initial read, no initial read (Mix recipe)": (
+        "mix",
+        {"panm.output_initial_read": True, "panm.initial_read": False},
+    ),
+    "output initial read and initial read, 3 Mode-1, 2 Mode-2": (
+        "reverse",
+        {"panm.output_initial_read": True, "panm.num_mode1": 3, "panm.num_mode2": 2},
+    ),
     "given controller state (GRU encoder, embedding memory)": (
         "copy",
         {"encoder": "gru", "panm.controller_init": "given"},

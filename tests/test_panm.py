@@ -205,6 +205,7 @@ def test_padded_slots_get_exactly_zero_weight(decoys):
         {"eval_pointers": "hard", "decoy_slots": 4},
         {"pointer_window": 2, "controller_init": "memory_mean"},
         {"initial_read": True},
+        {"output_initial_read": True, "decoy_slots": 4},
         {"mode2_exclusion": True},
         {
             "mode2_exclusion": True,
@@ -537,8 +538,14 @@ def valid_part(out, i: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     "options",
-    [{}, RECIPE, SORT_RECIPE, {**RECIPE, "input_dim": 5, "num_mode1": 3, "num_mode2": 2}],
-    ids=["paper", "recipe", "sort-recipe", "inputs"],
+    [
+        {},
+        RECIPE,
+        SORT_RECIPE,
+        {**RECIPE, "input_dim": 5, "num_mode1": 3, "num_mode2": 2},
+        {**RECIPE, "initial_read": False, "output_initial_read": True, "num_mode1": 3},
+    ],
+    ids=["paper", "recipe", "sort-recipe", "inputs", "output-initial-read"],
 )
 def test_left_and_right_padding_equal_the_unpadded_run(options):
     panm = make_panm(**{"address_bits": 5, "num_mode2": 1, **options}).eval()
@@ -572,7 +579,11 @@ def test_left_and_right_padding_equal_the_unpadded_run(options):
     assert torch.equal(out.addresses[3, 2:], binary_table(5)[12:21])
 
 
-@pytest.mark.parametrize("options", [RECIPE, SORT_RECIPE], ids=["recipe", "sort-recipe"])
+@pytest.mark.parametrize(
+    "options",
+    [RECIPE, SORT_RECIPE, {**RECIPE, "output_initial_read": True}],
+    ids=["recipe", "sort-recipe", "output-initial-read"],
+)
 def test_padding_side_does_not_change_training_with_decoys(options):
     """Training draws (bases, decoys) are per valid slot, so the side of the padding does not
     change them: the same seed gives the same result and the same gradients."""
