@@ -1,7 +1,7 @@
 """Seeded PANM runs whose outputs and gradients are stored in tests/data/panm_reference.pt.
 
 The stored values were made by this file at commit f28e6d4, before the training step's
-recurrences were given hand-written backward passes (`panm.memory.recurrence`):
+recurrences were rewritten with fewer ops (`panm.memory.recurrence`):
 `test_reference.py` checks that today's code computes the same function (outputs, gradients and
 greedy tokens to 1e-5) in training and evaluation, over right, left and both-sided padding, for
 the default recipe and the options the faster code touches (pointer window 0 / K, "recent" /
