@@ -7,6 +7,11 @@ import torch
 from panm.memory.recurrence import gru_run
 
 
+def stacked_gru_run(input_gates, state, weight, bias):
+    """`gru_run` over the steps of input_gates (T, G, B, 3H): the states (T, G, B, H)."""
+    return torch.stack(gru_run(input_gates.unbind(0), state, weight, bias))
+
+
 def autograd_gru(input_gates, state, weight, bias):
     """The reference: `nn.GRU`'s equations step by step with autograd ops."""
     states = []
@@ -46,7 +51,7 @@ def test_gru_run_equals_the_autograd_recurrence(steps, groups, zero_start):
     inputs = make_inputs(steps, groups, zero_start, torch.float32)
     weights = torch.randn(steps, groups, 5, 4)  # a loss that weights every state differently
     results = []
-    for function in (gru_run, autograd_gru):
+    for function in (stacked_gru_run, autograd_gru):
         states = function(*inputs)
         given = [x for x in inputs if x is not None]
         grads = torch.autograd.grad((states * weights).sum(), given, allow_unused=True)
@@ -60,22 +65,25 @@ def test_gru_run_equals_the_autograd_recurrence(steps, groups, zero_start):
 @pytest.mark.parametrize("zero_start", [True, False], ids=["zero start", "given start"])
 def test_gru_run_gradients_pass_gradcheck(zero_start):
     inputs = make_inputs(3, 2, zero_start, torch.float64)
-    assert torch.autograd.gradcheck(gru_run, inputs)
+    assert torch.autograd.gradcheck(stacked_gru_run, inputs)
 
 
-def test_gru_run_with_expanded_and_strided_inputs():
-    """Inputs as PANM passes them: the same gates for every step (an expanded view) and
-    nn.GRU's weight_hh transposed (a strided view)."""
+def test_gru_run_with_repeated_and_strided_inputs():
+    """Inputs as PANM passes them: the same gates tensor at every step and nn.GRU's weight_hh
+    transposed (a strided view)."""
     torch.manual_seed(0)
     gru = torch.nn.GRU(3, 4, batch_first=True)
     x = torch.randn(5, 1, 3)
     gates = torch.nn.functional.linear(x, gru.weight_ih_l0, gru.bias_ih_l0)  # (B, 1, 12)
     start = torch.randn(1, 5, 4)
-    states = gru_run(
-        gates.transpose(0, 1).unsqueeze(1).expand(3, 1, 5, 12),
-        start,
-        gru.weight_hh_l0.t().unsqueeze(0),
-        gru.bias_hh_l0.view(1, 1, -1),
+    step_gates = gates.transpose(0, 1)  # (G=1, B, 12)
+    states = torch.stack(
+        gru_run(
+            [step_gates] * 3,
+            start,
+            gru.weight_hh_l0.t().unsqueeze(0),
+            gru.bias_hh_l0.view(1, 1, -1),
+        )
     )
     expected, _ = gru(x.expand(5, 3, 3), start)
     torch.testing.assert_close(states[:, 0].transpose(0, 1), expected, rtol=1e-6, atol=1e-6)

@@ -688,6 +688,9 @@ def _gru_over_gates(
     """`nn.GRU` (one layer) from its input gates already computed, W_ih x_t + b_ih, step-major
     (T, B, 3H), and the initial state (B, H): the states (T, B, H) and the last state (B, H)."""
     states = gru_run(
-        gates.unsqueeze(1), state.unsqueeze(0), weight_hh.t().unsqueeze(0), bias_hh.view(1, 1, -1)
-    )[:, 0]
-    return states, states[-1]
+        gates.unsqueeze(1).unbind(0),
+        state.unsqueeze(0),
+        weight_hh.t().unsqueeze(0),
+        bias_hh.view(1, 1, -1),
+    )
+    return torch.cat(states), states[-1][0]

@@ -14,6 +14,7 @@ The G pointers have separate weights but are evaluated together in batched matmu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -50,11 +51,11 @@ class GroupedGRUCell(nn.Module):
 
     def forward(self, x: Tensor, h: Tensor | None) -> Tensor:
         """One step; h None means zeros."""
-        return self.run(self.input_map(x).unsqueeze(0), h)[0]
+        return self.run([self.input_map(x)], h)[0]
 
-    def run(self, x_gates: Tensor, h: Tensor | None) -> Tensor:
-        """T steps from inputs already mapped by `input_map` (T, G, B, 3H) and the start state
-        h (G, B, H), None for zeros: the states (T, G, B, H) (see `gru_run`)."""
+    def run(self, x_gates: Sequence[Tensor], h: Tensor | None) -> list[Tensor]:
+        """Steps from inputs already mapped by `input_map`, (G, B, 3H) each, and the start
+        state h (G, B, H), None for zeros: the states, (G, B, H) each (see `gru_run`)."""
         hidden_map = self.hidden_map
         return gru_run(x_gates, h, hidden_map.weight, hidden_map.bias.unsqueeze(1))
 
@@ -185,14 +186,9 @@ class PointerUnit(nn.Module):
         weights, pointers = [], []
         for _ in range(num_steps):
             if self.window == 0:
-                state = self.cell.run(recent[-1].unsqueeze(0), state)[0]
+                state = self.cell.run(recent[-1:], state)[-1]
             else:
-                latest = recent[-1]
-                inputs = (
-                    latest.expand(self.window, *latest.shape)
-                    if self.latest_only
-                    else torch.stack(recent)
-                )
+                inputs = [recent[-1]] * self.window if self.latest_only else recent
                 state = self.cell.run(inputs, None)[-1]
             w = self.attention(state, keys).softmax(dim=-1)  # (B, G, L)
             if hard:

@@ -16,23 +16,30 @@ four ops for the last line).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 
-def gru_run(input_gates: Tensor, state: Tensor | None, weight: Tensor, bias: Tensor) -> Tensor:
+def gru_run(
+    input_gates: Sequence[Tensor], state: Tensor | None, weight: Tensor, bias: Tensor
+) -> list[Tensor]:
     """G independent GRUs over T steps from their input gates.
 
-    input_gates: (T, G, B, 3H) W_ih x_t + b_ih of every step, [reset, update, new] along the
-    last dimension (`nn.GRU`'s order); state: (G, B, H) the start state, None for zeros (then
-    the first step needs no matmul); weight: (G, H, 3H) the hidden maps (the transpose of
-    `nn.GRU`'s weight_hh); bias: (G, 1, 3H) their biases. Returns the states h_1 .. h_T
-    (T, G, B, H).
+    input_gates: T tensors (G, B, 3H), W_ih x_t + b_ih of every step, [reset, update, new]
+    along the last dimension (`nn.GRU`'s order); a step that repeats the previous step's tensor
+    reuses its split. state: (G, B, H) the start state, None for zeros (then the first step
+    needs no matmul); weight: (G, H, 3H) the hidden maps (the transpose of `nn.GRU`'s
+    weight_hh); bias: (G, 1, 3H) their biases. Returns the states h_1 .. h_T, (G, B, H) each.
     """
     hidden = weight.shape[1]
-    states = []
-    for gates in input_gates.unbind(0):
-        x_rz, x_n = gates.split([2 * hidden, hidden], dim=-1)
+    states: list[Tensor] = []
+    previous_gates = None
+    for gates in input_gates:
+        if gates is not previous_gates:
+            x_rz, x_n = gates.split([2 * hidden, hidden], dim=-1)
+            previous_gates = gates
         hidden_gates = bias if state is None else torch.baddbmm(bias, state, weight)
         h_rz, h_n = hidden_gates.split([2 * hidden, hidden], dim=-1)
         reset, update = torch.sigmoid(x_rz + h_rz).split(hidden, dim=-1)
@@ -42,4 +49,4 @@ def gru_run(input_gates: Tensor, state: Tensor | None, weight: Tensor, bias: Ten
         else:
             state = torch.lerp(candidate, state, update)
         states.append(state)
-    return torch.stack(states)
+    return states
