@@ -95,10 +95,12 @@ class AddressAttention(nn.Module):
             else:  # a fixed 1/sqrt(K), as in scaled dot-product attention
                 self.register_buffer("log_scale", torch.tensor(-0.5 * math.log(key_dim)))
 
-    def keys(self, addresses: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """The slots' keys, computed once per sequence: addresses (B, L, bits) and mask (B, L)
-        (True on slots a pointer may attend to) -> the keys times the scale, transposed
-        (B, K, L), and the mask as 0 / -inf (B, 1, L), which `forward` adds to the scores."""
+    def keys(self, addresses: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """What `forward` needs of the slots, computed once per sequence from addresses
+        (B, L, bits) and mask (B, L) (True on slots a pointer may attend to): the keys,
+        transposed (B, K, L), the mask as 0 / -inf (B, 1, L), added to the scores, and the
+        scale (a scalar), applied to the queries (so the keys, constant with "bitwise", need
+        no gradient at every step)."""
         if self.key_net is None:
             keys = 2 * addresses - 1
         else:
@@ -106,17 +108,17 @@ class AddressAttention(nn.Module):
             if self.similarity == "cosine":
                 keys = nn.functional.normalize(keys, dim=-1)
         blocked = torch.zeros_like(mask, dtype=addresses.dtype).masked_fill(~mask, float("-inf"))
-        return (keys * self.log_scale.exp()).transpose(1, 2), blocked.unsqueeze(1)
+        return keys.transpose(1, 2), blocked.unsqueeze(1), self.log_scale.exp()
 
-    def forward(self, state: Tensor, keys: tuple[Tensor, Tensor]) -> Tensor:
+    def forward(self, state: Tensor, keys: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         """Scores: state (G, B, S), `keys(...)` -> (B, G, L), -inf on masked slots."""
         query = self.query(state)
         if self.similarity == "bitwise":
             query = torch.tanh(query)
         elif self.similarity == "cosine":
             query = nn.functional.normalize(query, dim=-1)
-        scaled_keys, blocked = keys
-        return torch.baddbmm(blocked, query.transpose(0, 1), scaled_keys)
+        slot_keys, blocked, scale = keys
+        return torch.baddbmm(blocked, (query * scale).transpose(0, 1), slot_keys)
 
 
 class PointerUnit(nn.Module):
