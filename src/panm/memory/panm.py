@@ -186,7 +186,7 @@ class PANMPlan:
     read_gates: (B, T, 3 * hidden_dim) the controller GRU's input gates from the Mode-1 reads
         (its W_ih over the reads, plus b_ih), token memory only.
     read_features: (B, T, hidden_dim) the output MLP's first layer over the Mode-1 and Mode-2
-        reads (no bias), token memory only.
+        reads, plus its bias, token memory only.
     pointers, mode1_weights, mode2_weights, mode2_pointers, addresses: as in `PANMOutput`.
     controller_state: (B, hidden_dim) after the steps decoded so far (`steps_done`).
     """
@@ -418,7 +418,11 @@ class PANM(nn.Module, Pretrained):
         )
         first_layer = self.output_head[0]
         read_features = _mapped_reads(
-            torch.cat([w1, w2], dim=2), slot_rows, table, first_layer.weight[:, c.hidden_dim :]
+            torch.cat([w1, w2], dim=2),
+            slot_rows,
+            table,
+            first_layer.weight[:, c.hidden_dim :],
+            first_layer.bias,
         )
         return w2, read_gates, read_features
 
@@ -456,11 +460,14 @@ class PANM(nn.Module, Pretrained):
         )  # (n, B, hidden)
         plan.steps_done, plan.controller_state = end, last
         first_layer, activation, last_layer = self.output_head
-        hidden = nn.functional.linear(
-            states, first_layer.weight[:, : c.hidden_dim], first_layer.bias
-        )
-        features = hidden + plan.read_features[:, done:end].transpose(0, 1)
-        return last_layer(activation(features)).transpose(0, 1)
+        read_features = plan.read_features[:, done:end].transpose(0, 1)  # (n, B, hidden)
+        hidden = torch.addmm(
+            read_features.reshape(-1, c.hidden_dim),
+            states.reshape(-1, c.hidden_dim),
+            first_layer.weight[:, : c.hidden_dim].t(),
+        )  # the first layer over [states, reads]
+        logits = last_layer(activation(hidden)).view(end - done, -1, c.output_dim)
+        return logits.transpose(0, 1)
 
     def _check_steps(self, memory: Tensor, num_steps: int | None, inputs: Tensor | None) -> int:
         """Checks `forward`'s num_steps and inputs; returns the number of steps."""
