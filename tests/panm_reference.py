@@ -22,7 +22,13 @@ from panm.models.registry import build_model
 from panm.recipes import default_train_config
 from panm.tasks import get_task
 from panm.tasks.base import collate
-from panm.training import TrainConfig, sequence_loss, training_batch
+from panm.training import (
+    TrainConfig,
+    clip_gradients,
+    make_optimizer,
+    sequence_loss,
+    training_batch,
+)
 
 REFERENCE = Path(__file__).parent / "data" / "panm_reference.pt"
 SMALL = {"embed_dim": 16, "panm.hidden_dim": 12, "panm.pointer_dim": 8, "panm.key_dim": 6}
@@ -201,6 +207,27 @@ def run_memory_case(
     return result
 
 
+def training_curve(steps: int = 25) -> dict[str, torch.Tensor]:
+    """The losses of `steps` training steps of a small default-recipe Copy model from one seed,
+    as `panm.training.train` takes a step (batch 16, clipping at 1, Adam at 1e-3)."""
+    task = get_task("copy")
+    recipe = default_train_config("copy", "panm").model_overrides
+    torch.manual_seed(0)
+    model = build_model("panm", task, {**recipe, **SMALL})
+    optimizer = make_optimizer(model, 1e-3)
+    config = TrainConfig(task="copy", batch_size=16)
+    losses = []
+    for step in range(steps):
+        batch = training_batch(task, config, step)
+        loss, _ = sequence_loss(model, batch, None, int(batch.tgt_mask.sum()))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients(model, 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    return {"losses": torch.tensor(losses)}
+
+
 def all_cases() -> dict[str, dict[str, torch.Tensor]]:
     """Every case's results, keyed by a readable name."""
     torch.set_num_threads(1)
@@ -216,6 +243,7 @@ def all_cases() -> dict[str, dict[str, torch.Tensor]]:
                 for factored in (True, False):
                     key = f"memory {name} {sides} {'train' if training else 'eval'} {factored}"
                     results[key] = run_memory_case(name, sides, training, factored)
+    results["training curve"] = training_curve()
     return results
 
 
