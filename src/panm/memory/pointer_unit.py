@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -60,6 +61,17 @@ class GroupedGRUCell(nn.Module):
         return gru_run(x_gates, h, hidden_map.weight, hidden_map.bias.unsqueeze(1))
 
 
+class SlotKeys(NamedTuple):
+    """What `AddressAttention.forward` needs of the slots, made once per sequence by `keys`."""
+
+    keys: Tensor
+    """(B, K, L) the slots' keys, transposed."""
+    blocked: Tensor
+    """(B, 1, L) 0 on slots a pointer may attend to, -inf elsewhere (added to the scores)."""
+    scale: Tensor
+    """() the score scale, applied to the queries (so constant keys need no gradient)."""
+
+
 class AddressAttention(nn.Module):
     """Similarity between G pointer queries and the slots' address keys.
 
@@ -95,12 +107,9 @@ class AddressAttention(nn.Module):
             else:  # a fixed 1/sqrt(K), as in scaled dot-product attention
                 self.register_buffer("log_scale", torch.tensor(-0.5 * math.log(key_dim)))
 
-    def keys(self, addresses: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """What `forward` needs of the slots, computed once per sequence from addresses
-        (B, L, bits) and mask (B, L) (True on slots a pointer may attend to): the keys,
-        transposed (B, K, L), the mask as 0 / -inf (B, 1, L), added to the scores, and the
-        scale (a scalar), applied to the queries (so the keys, constant with "bitwise", need
-        no gradient at every step)."""
+    def keys(self, addresses: Tensor, mask: Tensor) -> SlotKeys:
+        """The slots' keys and mask, computed once per sequence: addresses (B, L, bits), mask
+        (B, L) True on slots a pointer may attend to."""
         if self.key_net is None:
             keys = 2 * addresses - 1
         else:
@@ -108,17 +117,16 @@ class AddressAttention(nn.Module):
             if self.similarity == "cosine":
                 keys = nn.functional.normalize(keys, dim=-1)
         blocked = torch.zeros_like(mask, dtype=addresses.dtype).masked_fill(~mask, float("-inf"))
-        return keys.transpose(1, 2), blocked.unsqueeze(1), self.log_scale.exp()
+        return SlotKeys(keys.transpose(1, 2), blocked.unsqueeze(1), self.log_scale.exp())
 
-    def forward(self, state: Tensor, keys: tuple[Tensor, Tensor, Tensor]) -> Tensor:
-        """Scores: state (G, B, S), `keys(...)` -> (B, G, L), -inf on masked slots."""
+    def forward(self, state: Tensor, slots: SlotKeys) -> Tensor:
+        """Scores: state (G, B, S), the slots' `keys` -> (B, G, L), -inf on masked slots."""
         query = self.query(state)
         if self.similarity == "bitwise":
             query = torch.tanh(query)
         elif self.similarity == "cosine":
             query = nn.functional.normalize(query, dim=-1)
-        slot_keys, blocked, scale = keys
-        return torch.baddbmm(blocked, (query * scale).transpose(0, 1), slot_keys)
+        return torch.baddbmm(slots.blocked, (query * slots.scale).transpose(0, 1), slots.keys)
 
 
 class PointerUnit(nn.Module):
