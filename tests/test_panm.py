@@ -148,11 +148,24 @@ def test_initial_pointers_start_at_first_and_last_valid_slot():
     assert start.tolist() == [[0, 4, 0], [0, 1, 0]]
     # The first step's pointer unit input is the start address: check through the GRU.
     table = binary_table(4)
-    expected = torch.stack([table[(torch.tensor([3, 9]) + start[:, g]) % 16] for g in range(3)], 1)
-    state = panm.pointer_unit.cell(expected, torch.zeros(2, 3, 12))
-    weights = panm.pointer_unit.attention(state, panm.pointer_unit.attention.keys(out.addresses))
-    weights = weights.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(-1)
-    torch.testing.assert_close(weights, out.mode1_weights[:, 0])
+    expected = torch.stack([table[(torch.tensor([3, 9]) + start[:, g]) % 16] for g in range(3)])
+    state = panm.pointer_unit.cell(expected, torch.zeros(3, 2, 12))  # (G, B, S)
+    scores = defined_scores(panm.pointer_unit.attention, state, out.addresses, mask)
+    torch.testing.assert_close(scores.softmax(-1), out.mode1_weights[:, 0])
+
+
+def defined_scores(attention, state, addresses, mask):
+    """`AddressAttention`'s scores (B, G, L) from their definition (its docstring): state
+    (G, B, S), addresses (B, L, bits), -inf where mask (B, L) is False."""
+    query = attention.query(state).transpose(0, 1)  # (B, G, K)
+    if attention.similarity == "bitwise":
+        query, keys = torch.tanh(query), 2 * addresses - 1
+    else:
+        keys = attention.key_net(addresses)
+    if attention.similarity == "cosine":
+        query, keys = nn.functional.normalize(query, dim=-1), nn.functional.normalize(keys, dim=-1)
+    scores = query.bmm(keys.transpose(1, 2)) * attention.log_scale.exp()
+    return scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
 
 
 @pytest.mark.parametrize(
@@ -169,7 +182,7 @@ def test_pointer_walk_follows_its_definition(window, inputs):
     with torch.no_grad():
         weights, pointers = unit.walk(start, addresses, mask, num_steps=5)
         history = [start, *pointers.unbind(1)]  # p_0 .. p_5
-        keys = unit.attention.keys(addresses)
+        history = [pointer.transpose(0, 1) for pointer in history]  # (G, B, bits) each
         state = torch.zeros(2, 2, 12)
         for t in range(5):
             if window == 0:
@@ -179,7 +192,7 @@ def test_pointer_walk_follows_its_definition(window, inputs):
                 state = torch.zeros(2, 2, 12)
                 for pointer in recent:
                     state = unit.cell(pointer, state)
-            scores = unit.attention(state, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
+            scores = defined_scores(unit.attention, state, addresses, mask)
             torch.testing.assert_close(weights[:, t], scores.softmax(-1))
             torch.testing.assert_close(pointers[:, t], weights[:, t].bmm(addresses))
     assert (weights[1, ..., 4:] == 0).all()
@@ -324,7 +337,7 @@ def test_save_load_round_trip(tmp_path):
 
 def test_grouped_gru_matches_torch_gru_cell():
     grouped = GroupedGRUCell(2, 3, 4)
-    x, h = torch.randn(5, 2, 3), torch.randn(5, 2, 4)
+    x, h = torch.randn(2, 5, 3), torch.randn(2, 5, 4)  # (G, B, .)
     out = grouped(x, h)
     for g in range(2):
         cell = torch.nn.GRUCell(3, 4)
@@ -333,8 +346,8 @@ def test_grouped_gru_matches_torch_gru_cell():
             cell.weight_hh.copy_(grouped.hidden_map.weight[g].T)
             cell.bias_ih.copy_(grouped.input_map.bias[g])
             cell.bias_hh.copy_(grouped.hidden_map.bias[g])
-        torch.testing.assert_close(out[:, g], cell(x[:, g], h[:, g]))
-    from_zero = grouped.step(grouped.input_map(x), None)  # the zero-state shortcut
+        torch.testing.assert_close(out[g], cell(x[g], h[g]))
+    from_zero = grouped(x, None)  # the zero-state shortcut
     torch.testing.assert_close(from_zero, grouped(x, torch.zeros_like(h)))
 
 

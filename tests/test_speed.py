@@ -244,3 +244,49 @@ def test_cli_times_the_authors_code(tmp_path, monkeypatch):
     assert written["meta"]["config"]["authors_code"] == str(AUTHORS_DIR)
     assert AUTHORS_ROW in written["throughput"]["models"]
     assert set(written["ratios"]["train_over_authors"]) == set(ROWS)
+
+
+def test_compile_flag_reaches_the_benchmark(results, tmp_path, monkeypatch, capsys):
+    """`bench-speed --compile` asks for the compiled rows; the table reports their compile
+    time apart (the compiling itself is the slow test below)."""
+    import panm.speed
+    from panm.cli import main
+
+    configs = []
+    with_compiled = json.loads(json.dumps(results))
+    models = with_compiled["throughput"]["models"]
+    models["panm compiled"] = {**models["panm"], "compile_seconds": {"train": 61.0, "eval": 9.0}}
+    monkeypatch.setattr(
+        panm.speed, "run_speed", lambda config, quick: configs.append(config) or with_compiled
+    )
+    assert main(["bench-speed", "--quick", "--compile", "--out", str(tmp_path / "s.json")]) == 0
+    assert len(configs) == 1 and configs[0].compile
+    out = capsys.readouterr().out
+    assert "panm compiled" in out
+    assert "(panm compiled: compiling, not timed above: 61 s for training, 9 s for" in out
+
+
+@pytest.mark.slow  # two cold torch.compile runs: minutes on the shared 2-core machine
+@pytest.mark.parametrize("row", ["panm", "attention"])
+def test_compiled_rows_compute_the_eager_step(row):
+    """The compiled copy that `SpeedConfig.compile` times computes the eager model's loss and
+    gradients (same weights, same random draws)."""
+    from panm.speed import build_row, fixed_batch
+    from panm.tasks import get_task
+    from panm.training import sequence_loss
+
+    task = get_task("copy")
+    batch = fixed_batch(task, TINY.train_length, TINY.batch_size, 0)
+    results = []
+    for compiled in (False, True):
+        model = build_row(model_setups(TINY.width), row, TINY, task)
+        if compiled:
+            model.compile(options={"fallback_random": True})
+        torch.manual_seed(3)
+        loss, _ = sequence_loss(model, batch, model.decoder_start_id(task), 1)
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in model.parameters()]))
+    (eager_loss, eager_grads), (loss, grads) = results
+    torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-5)
+    for grad, eager_grad in zip(grads, eager_grads, strict=True):
+        torch.testing.assert_close(grad, eager_grad, rtol=1e-4, atol=1e-5)

@@ -183,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="time the authors' PANM from DIR (a checkout of thaihungle/PANM) beside ours",
     )
+    sp.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile'd panm and attention (compiling takes minutes)",
+    )
     sp.set_defaults(run=run_speed)
 
     vz = commands.add_parser("viz", help="draw PANM's pointer attention for one example (PNG)")
@@ -416,7 +421,7 @@ def run_speed(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: no CUDA device is available")
     out = args.out or str(Path("bench_out") / "speed.json")
-    return speed_main(out, args.quick, args.device, args.authors_code)
+    return speed_main(out, args.quick, args.device, args.authors_code, args.compile)
 
 
 def run_viz(args: argparse.Namespace) -> int:

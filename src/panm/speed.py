@@ -16,7 +16,11 @@ fixed-length batches:
   authors row and no ratio to it;
 * evaluation time per sequence of PANM at growing input lengths L (T = L output steps), with the
   cost per (slot x step) normalised to the shortest length: values <= 1 mean the time grows no
-  faster than L x T.
+  faster than L x T;
+* with ``--compile``, the same throughputs of ``torch.compile``'d copies of ``panm`` and
+  ``attention`` (rows ``panm compiled``, ``attention compiled``: `nn.Module.compile` with the
+  options `panm.training` uses), timed in the same rounds; the compilation (their first training
+  and first evaluation call) is timed apart and reported, not in the medians.
 
 Timings of the compared configurations are interleaved (one round times every configuration in
 turn) and repeated; reported figures are medians over rounds, and every raw timing is kept in the
@@ -75,6 +79,10 @@ AUTHORS_ROW = "authors"
 SCALING_MODEL = "panm"
 """The row whose evaluation time is measured at growing lengths."""
 
+COMPILED_ROWS = ("panm", "attention")
+"""The rows that `SpeedConfig.compile` adds compiled copies of (row name + COMPILED_SUFFIX)."""
+COMPILED_SUFFIX = " compiled"
+
 TASK = "copy"
 LEARNING_RATE = 1e-3
 GRAD_CLIP = 1.0
@@ -97,6 +105,7 @@ class SpeedConfig:
     seed: seed of the model initialisations and the batches.
     extra_overrides: per-row model overrides applied last (e.g. smaller widths in tests).
     authors_code: directory of the authors' code (see `panm.authors_code`); None: no authors row.
+    compile: also time compiled copies of the `COMPILED_ROWS` (see the module doc).
     """
 
     width: int = 128
@@ -113,6 +122,7 @@ class SpeedConfig:
     seed: int = 0
     extra_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     authors_code: str | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.eval_lengths = tuple(self.eval_lengths)
@@ -268,6 +278,21 @@ def measure_throughput(config: SpeedConfig, task: Task) -> dict[str, Any]:
         }
         for row in setups
     }
+    if config.compile:
+        for row in COMPILED_ROWS:
+            name = row + COMPILED_SUFFIX
+            model = build_row(setups, row, config, task)
+            # as `panm.training` compiles: torch's own random numbers (bases, decoys)
+            model.compile(options={"fallback_random": True})
+            train_steps[name] = make_train_step(model, batch, task)
+            eval_steps[name] = make_eval_step(model, batch, task)
+            rows[name] = {**rows[row], "compile_seconds": {}}
+            for phase, step in (("train", train_steps[name]), ("eval", eval_steps[name])):
+                synchronize(device)
+                start = time.perf_counter()
+                step()  # compiles
+                synchronize(device)
+                rows[name]["compile_seconds"][phase] = time.perf_counter() - start
     if config.authors_code is not None:
         code = load_authors_code(config.authors_code)
         authors = authors_copy_setup(
@@ -461,22 +486,29 @@ def format_table(results: dict[str, Any]) -> str:
         f"Copy, input length {config['train_length']}, batch {config['batch_size']}, "
         f"width {config['width']}; medians of {config['repeats']} interleaved rounds",
         "",
-        f"{'model':<12}{'params':>9}{'train ms/step':>15}{'train seq/s':>13}"
+        f"{'model':<19}{'params':>9}{'train ms/step':>15}{'train seq/s':>13}"
         f"{'eval ms/batch':>15}{'eval seq/s':>12}{'train x attn':>14}{'eval x attn':>13}",
     ]
     for row, m in models.items():
         train_ratio = r["train_step_over_attention"].get(row, 1.0)
         eval_ratio = r["eval_step_over_attention"].get(row, 1.0)
         lines.append(
-            f"{row:<12}{m['parameters']:>9}{m['train']['median_seconds'] * 1e3:>15.1f}"
+            f"{row:<19}{m['parameters']:>9}{m['train']['median_seconds'] * 1e3:>15.1f}"
             f"{m['train']['sequences_per_second']:>13.0f}{m['eval']['median_seconds'] * 1e3:>15.1f}"
             f"{m['eval']['sequences_per_second']:>12.0f}{train_ratio:>14.2f}{eval_ratio:>13.2f}"
         )
     data = results["throughput"]["data"]
-    lines += [
-        f"(building one training batch, not timed above: {data['median_seconds'] * 1e3:.1f} ms)",
-        "",
-    ]
+    lines.append(
+        f"(building one training batch, not timed above: {data['median_seconds'] * 1e3:.1f} ms)"
+    )
+    for row, m in models.items():
+        if "compile_seconds" in m:
+            seconds = m["compile_seconds"]
+            lines.append(
+                f"({row}: compiling, not timed above: {seconds['train']:.0f} s for training, "
+                f"{seconds['eval']:.0f} s for evaluation)"
+            )
+    lines.append("")
     if r["train_over_authors"] is None:
         lines += ["No authors row (give --authors-code DIR to time the authors' code).", ""]
     else:
@@ -500,9 +532,15 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def speed_main(out: str | None, quick: bool, device: str, authors_code: str | None = None) -> int:
+def speed_main(
+    out: str | None,
+    quick: bool,
+    device: str,
+    authors_code: str | None = None,
+    compile: bool = False,
+) -> int:
     """The `panm bench-speed` command: runs the benchmark, prints the table, writes the JSON."""
-    settings = {"device": device, "authors_code": authors_code}
+    settings = {"device": device, "authors_code": authors_code, "compile": compile}
     config = SpeedConfig.quick(**settings) if quick else SpeedConfig(**settings)
     results = run_speed(config, quick=quick)
     print(format_table(results), flush=True)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from panm.memory.addresses import MAX_BITS, AddressBank
 from panm.memory.pointer_unit import POINTER_INPUTS, SIMILARITIES, PointerUnit
+from panm.memory.recurrence import gru_run
 from panm.memory.relational import RelationalAccess
 from panm.pretrained import Pretrained
 
@@ -197,7 +198,8 @@ class PANMPlan:
     read_gates: (B, T, 3 * hidden_dim) the controller GRU's input gates from the Mode-1 reads
         (its W_ih over the reads, plus b_ih), token memory only.
     read_features: (B, T, hidden_dim) the output MLP's first layer over the Mode-1 and Mode-2
-        reads and, with output_initial_read, the initial read (no bias), token memory only.
+        reads and, with output_initial_read, the initial read, plus its bias, token memory
+        only.
     pointers, mode1_weights, mode2_weights, mode2_pointers, addresses: as in `PANMOutput`.
     controller_state: (B, hidden_dim) after the steps decoded so far (`steps_done`).
     """
@@ -445,6 +447,7 @@ class PANM(nn.Module, Pretrained):
             slot_rows,
             table,
             first_layer.weight[:, c.hidden_dim : reads_end],
+            first_layer.bias,
         )
         if c.output_initial_read:
             start = _start_weights(start_slots, num_slots, w1.dtype)  # (B, 1, G, L')
@@ -475,21 +478,26 @@ class PANM(nn.Module, Pretrained):
     def _decode_mapped(self, plan: PANMPlan, done: int, end: int, inputs: Tensor | None) -> Tensor:
         """`decode` of steps done..end-1 from the reads' maps of a token-memory plan: the
         controller GRU runs over its input gates (`_gru_over_gates`, with the decoder input's
-        share added), and the output MLP's first layer adds the reads' share to the states'."""
+        share added), and the output MLP's first layer adds the reads' share to the states'.
+        All of it runs step-major, (n, B, .), the layout the plan's maps have in memory."""
         assert plan.read_gates is not None and plan.read_features is not None
         c, gru = self.config, self.controller
-        gates = plan.read_gates[:, done:end]  # (B, n, 3 * hidden)
+        gates = plan.read_gates[:, done:end].transpose(0, 1)  # (n, B, 3 * hidden)
         if inputs is not None:
-            gates = gates + inputs @ gru.weight_ih_l0[:, : c.input_dim].t()
+            gates = gates + inputs.transpose(0, 1) @ gru.weight_ih_l0[:, : c.input_dim].t()
         states, last = _gru_over_gates(
             gates, plan.controller_state, gru.weight_hh_l0, gru.bias_hh_l0
-        )
+        )  # (n, B, hidden)
         plan.steps_done, plan.controller_state = end, last
         first_layer, activation, last_layer = self.output_head
-        hidden = nn.functional.linear(
-            states, first_layer.weight[:, : c.hidden_dim], first_layer.bias
-        )
-        return last_layer(activation(hidden + plan.read_features[:, done:end]))
+        read_features = plan.read_features[:, done:end].transpose(0, 1)  # (n, B, hidden)
+        hidden = torch.addmm(
+            read_features.reshape(-1, c.hidden_dim),
+            states.reshape(-1, c.hidden_dim),
+            first_layer.weight[:, : c.hidden_dim].t(),
+        )  # the first layer over [states, reads]
+        logits = last_layer(activation(hidden)).view(end - done, -1, c.output_dim)
+        return logits.transpose(0, 1)
 
     def _check_steps(self, memory: Tensor, num_steps: int | None, inputs: Tensor | None) -> int:
         """Checks `forward`'s num_steps and inputs; returns the number of steps."""
@@ -590,6 +598,7 @@ class PANM(nn.Module, Pretrained):
                 gru.weight_ih_l0[:, c.input_dim :],
                 gru.bias_ih_l0,
             )  # (B, 1, 3 * hidden)
+            gates = gates.transpose(0, 1)
             state = _gru_over_gates(gates, state, gru.weight_hh_l0, gru.bias_hh_l0)[1]
         elif c.initial_read:
             step0 = torch.cat(
@@ -707,29 +716,28 @@ def _mapped_reads(
     W (sum_i w[i] M[i]) = sum_v (sum_i w[i] slot_rows[i, v]) (W table[v]), the weights are
     summed per table row (B T P L' V multiply-adds) and the map applied to the V rows once,
     instead of making the reads (B T P L' D) and mapping each of them (B T P D out).
+    The result is step-major in memory (a (B, T, out) view of a (T, B, out) tensor), the
+    layout in which the controller and the output MLP run over it (`PANM._decode_mapped`).
     """
     batch, steps, reads, slots = weights.shape
     vocab, dim = table.shape
     per_row = weights.reshape(batch, steps * reads, slots).bmm(slot_rows)  # (B, T P, V)
-    per_row = per_row.view(batch * steps, reads * vocab)
-    table_maps = torch.einsum("vd,opd->pvo", table, weight.view(-1, reads, dim))  # (P, V, out)
-    table_maps = table_maps.reshape(reads * vocab, -1)
+    per_row = per_row.view(batch, steps, reads * vocab).transpose(0, 1).reshape(-1, reads * vocab)
+    # the map of every read applied to every table row: (P V, out)
+    table_maps = torch.cat([table @ part.t() for part in weight.split(dim, dim=1)])
     out = per_row @ table_maps if bias is None else torch.addmm(bias, per_row, table_maps)
-    return out.view(batch, steps, -1)
+    return out.view(steps, batch, -1).transpose(0, 1)
 
 
 def _gru_over_gates(
     gates: Tensor, state: Tensor, weight_hh: Tensor, bias_hh: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """`nn.GRU` (one layer) from its input gates already computed, W_ih x_t + b_ih (B, T, 3H),
-    and the initial state (B, H): the states (B, T, H) and the last state (B, H)."""
-    states = []
-    for step_gates in gates.unbind(1):
-        i_r, i_z, i_n = step_gates.chunk(3, dim=-1)
-        h_r, h_z, h_n = torch.addmm(bias_hh, state, weight_hh.t()).chunk(3, dim=-1)
-        reset = torch.sigmoid(i_r + h_r)
-        update = torch.sigmoid(i_z + h_z)
-        candidate = torch.tanh(i_n + reset * h_n)
-        state = (1 - update) * candidate + update * state
-        states.append(state)
-    return torch.stack(states, dim=1), state
+    """`nn.GRU` (one layer) from its input gates already computed, W_ih x_t + b_ih, step-major
+    (T, B, 3H), and the initial state (B, H): the states (T, B, H) and the last state (B, H)."""
+    states = gru_run(
+        gates.unsqueeze(1).unbind(0),
+        state.unsqueeze(0),
+        weight_hh.t().unsqueeze(0),
+        bias_hh.view(1, 1, -1),
+    )
+    return torch.cat(states), states[-1][0]

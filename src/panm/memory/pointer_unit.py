@@ -14,16 +14,20 @@ The G pointers have separate weights but are evaluated together in batched matmu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from panm.memory.recurrence import gru_run
 
 SIMILARITIES = ("dot", "cosine", "bitwise")
 POINTER_INPUTS = ("recent", "latest")
 
 
 class GroupedLinear(nn.Module):
-    """G independent linear maps applied at once: (B, G, I) -> (B, G, O)."""
+    """G independent linear maps applied at once: (G, B, I) -> (G, B, O)."""
 
     def __init__(self, groups: int, in_features: int, out_features: int) -> None:
         super().__init__()
@@ -35,33 +39,37 @@ class GroupedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # (G, B, I) @ (G, I, O) + bias: one batched matmul for all groups.
-        out = torch.baddbmm(self.bias.unsqueeze(1), x.transpose(0, 1), self.weight)
-        return out.transpose(0, 1)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
 
 class GroupedGRUCell(nn.Module):
-    """G independent GRU cells (same equations as `nn.GRUCell`): x (B, G, I), h (B, G, H) -> h'."""
+    """G independent GRU cells (same equations as `nn.GRUCell`): x (G, B, I), h (G, B, H) -> h'."""
 
     def __init__(self, groups: int, input_size: int, hidden_size: int) -> None:
         super().__init__()
         self.input_map = GroupedLinear(groups, input_size, 3 * hidden_size)
         self.hidden_map = GroupedLinear(groups, hidden_size, 3 * hidden_size)
 
-    def forward(self, x: Tensor, h: Tensor) -> Tensor:
-        return self.step(self.input_map(x), h)
+    def forward(self, x: Tensor, h: Tensor | None) -> Tensor:
+        """One step; h None means zeros."""
+        return self.run([self.input_map(x)], h)[0]
 
-    def step(self, x_gates: Tensor, h: Tensor | None) -> Tensor:
-        """The cell on an input already mapped by `input_map` (B, G, 3H); h None means zeros."""
-        i_r, i_z, i_n = x_gates.chunk(3, dim=-1)
-        # hidden_map(0) is its bias: a zero state needs no matmul and adds nothing to the update
-        h_gates = self.hidden_map.bias.unsqueeze(0) if h is None else self.hidden_map(h)
-        h_r, h_z, h_n = h_gates.chunk(3, dim=-1)
-        reset = torch.sigmoid(i_r + h_r)
-        update = torch.sigmoid(i_z + h_z)
-        candidate = torch.tanh(i_n + reset * h_n)
-        if h is None:
-            return (1 - update) * candidate
-        return (1 - update) * candidate + update * h
+    def run(self, x_gates: Sequence[Tensor], h: Tensor | None) -> list[Tensor]:
+        """Steps from inputs already mapped by `input_map`, (G, B, 3H) each, and the start
+        state h (G, B, H), None for zeros: the states, (G, B, H) each (see `gru_run`)."""
+        hidden_map = self.hidden_map
+        return gru_run(x_gates, h, hidden_map.weight, hidden_map.bias.unsqueeze(1))
+
+
+class SlotKeys(NamedTuple):
+    """What `AddressAttention.forward` needs of the slots, made once per sequence by `keys`."""
+
+    keys: Tensor
+    """(B, K, L) the slots' keys, transposed."""
+    blocked: Tensor
+    """(B, 1, L) 0 on slots a pointer may attend to, -inf elsewhere (added to the scores)."""
+    scale: Tensor
+    """() the score scale, applied to the queries (so constant keys need no gradient)."""
 
 
 class AddressAttention(nn.Module):
@@ -99,21 +107,26 @@ class AddressAttention(nn.Module):
             else:  # a fixed 1/sqrt(K), as in scaled dot-product attention
                 self.register_buffer("log_scale", torch.tensor(-0.5 * math.log(key_dim)))
 
-    def keys(self, addresses: Tensor) -> Tensor:
-        """Keys of the slots, computed once per sequence: (B, L, bits) -> (B, L, K)."""
+    def keys(self, addresses: Tensor, mask: Tensor) -> SlotKeys:
+        """The slots' keys and mask, computed once per sequence: addresses (B, L, bits), mask
+        (B, L) True on slots a pointer may attend to."""
         if self.key_net is None:
-            return 2 * addresses - 1
-        keys = self.key_net(addresses)
-        return nn.functional.normalize(keys, dim=-1) if self.similarity == "cosine" else keys
+            keys = 2 * addresses - 1
+        else:
+            keys = self.key_net(addresses)
+            if self.similarity == "cosine":
+                keys = nn.functional.normalize(keys, dim=-1)
+        blocked = torch.zeros_like(mask, dtype=addresses.dtype).masked_fill(~mask, float("-inf"))
+        return SlotKeys(keys.transpose(1, 2), blocked.unsqueeze(1), self.log_scale.exp())
 
-    def forward(self, state: Tensor, keys: Tensor) -> Tensor:
-        """Scores: state (B, G, S), keys (B, L, K) -> (B, G, L)."""
+    def forward(self, state: Tensor, slots: SlotKeys) -> Tensor:
+        """Scores: state (G, B, S), the slots' `keys` -> (B, G, L), -inf on masked slots."""
         query = self.query(state)
         if self.similarity == "bitwise":
             query = torch.tanh(query)
         elif self.similarity == "cosine":
             query = nn.functional.normalize(query, dim=-1)
-        return torch.bmm(query, keys.transpose(1, 2)) * self.log_scale.exp()
+        return torch.baddbmm(slots.blocked, (query * slots.scale).transpose(0, 1), slots.keys)
 
 
 class PointerUnit(nn.Module):
@@ -176,26 +189,25 @@ class PointerUnit(nn.Module):
         Returns the attention weights (B, T, G, L), exactly 0 where mask is False, and the
         pointer values (B, T, G, bits), p_t = sum_i w_t[i] A[i].
         """
-        keys = self.attention.keys(addresses)  # once per sequence, not per step
-        recent = [self.cell.input_map(start)]  # input maps of the last pointer values
+        keys = self.attention.keys(addresses, mask)  # once per sequence, not per step
+        # the GRUs' input maps of the last pointer values, (G, B, 3S) each
+        recent = [self.cell.input_map(start.transpose(0, 1))]
         state: Tensor | None = None
         weights, pointers = [], []
         for _ in range(num_steps):
             if self.window == 0:
-                state = self.cell.step(recent[-1], state)
+                state = self.cell.run(recent[-1:], state)[-1]
             else:
                 inputs = [recent[-1]] * self.window if self.latest_only else recent
-                state = self.cell.step(inputs[0], None)
-                for projected in inputs[1:]:
-                    state = self.cell.step(projected, state)
-            scores = self.attention(state, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
-            w = scores.softmax(dim=-1)
+                state = self.cell.run(inputs, None)[-1]
+            w = self.attention(state, keys).softmax(dim=-1)  # (B, G, L)
             if hard:
                 w = commit(w)
             pointer = w.bmm(addresses)
             weights.append(w)
             pointers.append(pointer)
-            recent = [*recent, self.cell.input_map(pointer)][-max(self.window, 1) :]
+            projected = self.cell.input_map(pointer.transpose(0, 1))
+            recent = [*recent, projected][-max(self.window, 1) :]
         return torch.stack(weights, dim=1), torch.stack(pointers, dim=1)
 
 
