@@ -56,20 +56,22 @@ def decode(length: int, op: str, hold: float | None = None):
         )
         assert plan.read_gates is not None  # the recipe's token-embedding memory
         if hold is None:
-            states = _gru_over_gates(
-                plan.read_gates, plan.controller_state, gru.weight_hh_l0, gru.bias_hh_l0
+            states = _gru_over_gates(  # step-major (T, B, ...) in and out
+                plan.read_gates.transpose(0, 1),
+                plan.controller_state,
+                gru.weight_hh_l0,
+                gru.bias_hh_l0,
             )[0]
-            return batch, trace, states
+            return batch, trace, states.transpose(0, 1)
         state, held = plan.controller_state, []
-        for gates in plan.read_gates.split(1, dim=1):
+        for gates in plan.read_gates.transpose(0, 1).split(1):
             state = _gru_over_gates(gates, state, gru.weight_hh_l0, gru.bias_hh_l0)[1]
             state = state + (hold - probe(state)).unsqueeze(-1) * direction / 2
             held.append(state)
         states = torch.stack(held, dim=1)
         first_layer, activation, last_layer = model.memory.output_head
-        hidden = torch.nn.functional.linear(
-            states, first_layer.weight[:, : gru.hidden_size], first_layer.bias
-        )
+        # read_features holds the first layer's bias
+        hidden = torch.nn.functional.linear(states, first_layer.weight[:, : gru.hidden_size])
         trace.logits = last_layer(activation(hidden + plan.read_features))
     return batch, trace, states
 
