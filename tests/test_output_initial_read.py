@@ -10,19 +10,11 @@ it computed is test_reference.py's (values stored at commit f28e6d4, before the 
 
 import pytest
 import torch
+from panm_reference import RECIPE  # the extrapolating recipe's PANM settings, 3 decoys
 
 from panm import PANM, PANMConfig
 
 SMALL = dict(memory_dim=6, output_dim=5, hidden_dim=8, pointer_dim=6, key_dim=6, address_bits=5)
-RECIPE = dict(  # the extrapolating recipe's PANM settings (panm.recipes)
-    address_similarity="bitwise",
-    decoy_slots=3,
-    initial_read=True,
-    controller_init="memory_mean",
-    pointer_window=3,
-    pointer_inputs="latest",
-    eval_pointers="hard",
-)
 CASES = {  # name: (options, training, token memory)
     "paper, eval": ({}, False, False),
     "recipe, training": (RECIPE, True, False),

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from panm_reference import RECIPE as REFERENCE_RECIPE
 from torch import nn
 
 from panm import PANM, PANMConfig
@@ -503,15 +504,7 @@ def test_mode2_decoys_switch(mode2_decoys):
         torch.testing.assert_close(on_real_slots, torch.ones_like(on_real_slots))
 
 
-RECIPE = dict(  # panm's default recipe (panm.recipes.PANM_EXTRAPOLATING), as PANMConfig fields
-    address_similarity="bitwise",
-    decoy_slots=8,
-    initial_read=True,
-    controller_init="memory_mean",
-    pointer_window=3,
-    pointer_inputs="latest",
-    eval_pointers="hard",
-)
+RECIPE = {**REFERENCE_RECIPE, "decoy_slots": 8}  # panm.recipes.PANM_EXTRAPOLATING
 SORT_RECIPE = dict(  # with panm.recipes.SORT_BY_CONTENT and priority sort's tie margin
     **RECIPE,
     mode2_query="constant",
