@@ -95,7 +95,7 @@ class AttentionSeq2Seq(Seq2SeqModel):
         super().__init__()
         self.config = config
         dim = config.hidden_dim
-        self.embed = TokenEmbedding(config.input_vocab_sizes, dim)
+        self.embed = TokenEmbedding(config.input_vocab_sizes, dim, config.ordinal_fields)
         self.encoder = RNNEncoder(config.cell, dim, bidirectional=True)
         self.decoder_input = DecoderInput(config.decoder_input, config.output_vocab_size, dim)
         self.attention = ContentAttention(config.attention, dim)

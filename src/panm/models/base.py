@@ -12,11 +12,13 @@ the previous output token (BOS first). Returns logits (B, T, output_vocab_size).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from panm.pretrained import Pretrained
@@ -31,25 +33,99 @@ class Seq2SeqConfig:
     output_vocab_size: number of output tokens.
     decoder_input: "none" (decode `num_steps` steps from no token input, as in the algorithmic
         tasks) or "previous_token" (teacher forcing in training, greedy feedback in generation).
+    ordinal_fields: indices of input fields whose values are ordered (id_sort's ids: field 1),
+        embedded by `OrdinalEmbedding`, so that any linear score of the embedding is monotone
+        in the value; default () (every field a free `nn.Embedding`). Why: a free id embedding
+        learned from the pairs that meet in training put neighbouring ids in the wrong score
+        order (docs/results.md, Appendix A, "ID Sort: neighbouring ids in the wrong score order").
     """
 
     input_vocab_sizes: tuple[int, ...] = (12,)
     output_vocab_size: int = 10
     decoder_input: str = "none"
+    ordinal_fields: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.decoder_input not in ("none", "previous_token"):
             raise ValueError(
                 f"decoder_input must be 'none' or 'previous_token', got {self.decoder_input!r}"
             )
+        check_ordinal_fields(self.input_vocab_sizes, self.ordinal_fields)
+
+
+def check_ordinal_fields(vocab_sizes: tuple[int, ...], ordinal_fields: tuple[int, ...]) -> None:
+    """Raises ValueError unless `ordinal_fields` are distinct indices of fields in `vocab_sizes`
+    that have at least one value besides padding."""
+    if not isinstance(ordinal_fields, tuple):
+        raise ValueError(
+            f"ordinal_fields must be a tuple of field indices, got {type(ordinal_fields).__name__}"
+        )
+    for field in ordinal_fields:
+        if not isinstance(field, int) or isinstance(field, bool):
+            raise ValueError(f"ordinal_fields must hold ints, got {field!r}")
+        if not 0 <= field < len(vocab_sizes):
+            raise ValueError(
+                f"ordinal field {field} is not an input field (there are {len(vocab_sizes)}: "
+                f"0..{len(vocab_sizes) - 1})"
+            )
+        if vocab_sizes[field] < 2:
+            raise ValueError(f"ordinal field {field} has no value besides padding (vocab 1)")
+    if len(set(ordinal_fields)) != len(ordinal_fields):
+        raise ValueError(f"ordinal_fields has duplicates: {ordinal_fields}")
+
+
+class OrdinalEmbedding(nn.Module):
+    """An embedding of ordered values: (...) ids -> (..., dim), on a learned line.
+
+    Value k >= 1 is embedded as start + (softplus(steps[0]) + ... + softplus(steps[k-1])) *
+    direction; 0 is padding (the zero row). The coefficient of `direction` rises strictly with
+    k, so q . embedding(k) rises strictly with k for every q with q . direction > 0, falls
+    strictly when it is < 0, and is constant when it is 0: every linear score is monotone in k.
+    `weight` is the (num_embeddings, dim) table, as for `nn.Embedding`.
+    """
+
+    def __init__(self, num_embeddings: int, dim: int) -> None:
+        super().__init__()
+        self.num_embeddings = num_embeddings
+        # Start as nn.Embedding's N(0, 1) rows do: `direction` has N(0, 1) entries and the
+        # equal steps add up to sqrt(2), so the first and the last value lie about sqrt(2 * dim)
+        # apart, as two independent N(0, 1) rows do, and a query's scores differ between them
+        # as much; the line's midpoint is an N(0, 1) point, so rows have entries of about that
+        # size (a variance of 1 + 1/6).
+        span = math.sqrt(2)
+        self.direction = nn.Parameter(torch.randn(dim))
+        self.start = nn.Parameter(torch.randn(dim) - span / 2 * self.direction.detach())
+        step = span / max(num_embeddings - 1, 1)
+        inverse_softplus = math.log(math.expm1(step))
+        self.steps = nn.Parameter(torch.full((num_embeddings - 1,), inverse_softplus))
+
+    @property
+    def weight(self) -> Tensor:
+        """The table (num_embeddings, dim); row 0 (padding) is zero."""
+        positions = torch.cumsum(F.softplus(self.steps), dim=0)  # (V - 1,), strictly rising
+        rows = self.start + positions[:, None] * self.direction  # (V - 1, dim)
+        return torch.cat([rows.new_zeros(1, rows.shape[1]), rows])
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return F.embedding(ids, self.weight)
 
 
 class TokenEmbedding(nn.Module):
-    """Sum of one embedding per input field: (B, L, F) ids -> (B, L, dim)."""
+    """Sum of one embedding per input field: (B, L, F) ids -> (B, L, dim).
 
-    def __init__(self, vocab_sizes: tuple[int, ...], dim: int) -> None:
+    Each field has an `nn.Embedding` (id 0 = padding, a zero row), or an `OrdinalEmbedding` if
+    its index is in `ordinal_fields` (see `Seq2SeqConfig`).
+    """
+
+    def __init__(
+        self, vocab_sizes: tuple[int, ...], dim: int, ordinal_fields: tuple[int, ...] = ()
+    ) -> None:
         super().__init__()
-        self.tables = nn.ModuleList(nn.Embedding(v, dim, padding_idx=0) for v in vocab_sizes)
+        check_ordinal_fields(vocab_sizes, ordinal_fields)
+        self.tables = nn.ModuleList(
+            OrdinalEmbedding(v, dim) if i in ordinal_fields else nn.Embedding(v, dim, padding_idx=0)
+            for i, v in enumerate(vocab_sizes)
+        )
 
     def forward(self, ids: Tensor) -> Tensor:
         if ids.shape[-1] != len(self.tables):

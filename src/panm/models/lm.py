@@ -119,6 +119,8 @@ class LMConfig(Seq2SeqConfig):
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         if len(self.input_vocab_sizes) != 1:
             raise ValueError("LM models support tasks with one input field")
+        if self.ordinal_fields:
+            raise ValueError("LM models embed their prompts with the LM: no ordinal_fields")
         if self.output_vocab_size > len(SYMBOL_TEXTS):
             raise ValueError(f"LM models write at most {len(SYMBOL_TEXTS)} symbols")
         if not 0.0 <= self.lm_dropout < 1.0:

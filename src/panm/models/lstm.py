@@ -46,7 +46,7 @@ class LSTMSeq2Seq(Seq2SeqModel):
         self.config = config
         dim, layers = config.hidden_dim, config.num_layers
         rnn_dropout = config.dropout if layers > 1 else 0.0
-        self.embed = TokenEmbedding(config.input_vocab_sizes, dim)
+        self.embed = TokenEmbedding(config.input_vocab_sizes, dim, config.ordinal_fields)
         self.decoder_input = DecoderInput(config.decoder_input, config.output_vocab_size, dim)
         self.encoder = nn.LSTM(dim, dim, layers, batch_first=True, dropout=rnn_dropout)
         self.decoder = nn.LSTM(dim, dim, layers, batch_first=True, dropout=rnn_dropout)

@@ -109,7 +109,7 @@ class PANMSeq2Seq(Seq2SeqModel):
         super().__init__()
         self.config = config
         dim = config.embed_dim
-        self.embedding = TokenEmbedding(config.input_vocab_sizes, dim)
+        self.embedding = TokenEmbedding(config.input_vocab_sizes, dim, config.ordinal_fields)
         self.encoder = self._build_encoder(config)
         self.final_state_map = (
             nn.Linear(dim, config.panm.hidden_dim)

@@ -70,7 +70,7 @@ class PointerSeq2Seq(Seq2SeqModel):
             )
         self.config = config
         dim = config.hidden_dim
-        self.embed = TokenEmbedding(config.input_vocab_sizes, dim)
+        self.embed = TokenEmbedding(config.input_vocab_sizes, dim, config.ordinal_fields)
         self.encoder = RNNEncoder("lstm", dim, bidirectional=True)
         self.decoder_input = DecoderInput(config.decoder_input, config.output_vocab_size, dim)
         self.decoder = nn.LSTM(dim, dim, batch_first=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,10 @@ def with_overrides(config: Any, overrides: dict[str, Any], prefix: str = "") -> 
         direct[head] = with_overrides(
             direct.get(head, getattr(config, head)), sub, prefix=f"{prefix}{head}."
         )
-    if isinstance(direct.get("input_vocab_sizes"), list):
-        direct["input_vocab_sizes"] = tuple(direct["input_vocab_sizes"])
+    hints = typing.get_type_hints(type(config))
+    for name, value in direct.items():  # JSON lists (from --set) for tuple fields
+        if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
+            direct[name] = tuple(value)
     return dataclasses.replace(config, **direct)
 
 

@@ -89,7 +89,7 @@ class TransformerSeq2Seq(Seq2SeqModel):
         heads, ff_dim, dropout = config.num_heads, config.ff_dim, config.dropout
         position, max_len = config.position, config.max_positions
         randomized = config.random_positions
-        self.embed = TokenEmbedding(config.input_vocab_sizes, dim)
+        self.embed = TokenEmbedding(config.input_vocab_sizes, dim, config.ordinal_fields)
         self.encoder = TransformerEncoder(
             dim, heads, config.encoder_layers, ff_dim, dropout, position, max_len, randomized
         )
