@@ -18,6 +18,7 @@ VARIANTS = {
     "copy recipe": ("copy", {}),
     "two input fields, sorting recipe": ("priority_sort", {}),
     "id sort recipe": ("id_sort", {}),
+    "id sort recipe, ordinal ids": ("id_sort", {"ordinal_fields": (1,)}),
     "no initial read, sum init, dot": (
         "copy",
         {
