@@ -201,6 +201,11 @@ def test_bad_ordinal_fields_are_clear_errors(vocab_sizes, fields, message):
         TokenEmbedding(vocab_sizes, 8, fields)
 
 
+def test_an_ordinal_embedding_needs_a_value_besides_padding():
+    with pytest.raises(ValueError, match="needs values besides padding"):
+        OrdinalEmbedding(1, 4)
+
+
 def test_lm_models_reject_ordinal_fields():
     with pytest.raises(ValueError, match="no ordinal_fields"):
         LMConfig(input_vocab_sizes=(14,), ordinal_fields=(0,))

@@ -86,6 +86,8 @@ class OrdinalEmbedding(nn.Module):
 
     def __init__(self, num_embeddings: int, dim: int) -> None:
         super().__init__()
+        if num_embeddings < 2:
+            raise ValueError(f"an ordinal field needs values besides padding, got {num_embeddings}")
         self.num_embeddings = num_embeddings
         # Start as nn.Embedding's N(0, 1) rows do: `direction` has N(0, 1) entries and the
         # equal steps add up to sqrt(2), so the first and the last value lie about sqrt(2 * dim)
@@ -95,7 +97,7 @@ class OrdinalEmbedding(nn.Module):
         span = math.sqrt(2)
         self.direction = nn.Parameter(torch.randn(dim))
         self.start = nn.Parameter(torch.randn(dim) - span / 2 * self.direction.detach())
-        step = span / max(num_embeddings - 1, 1)
+        step = span / (num_embeddings - 1)
         inverse_softplus = math.log(math.expm1(step))
         self.steps = nn.Parameter(torch.full((num_embeddings - 1,), inverse_softplus))
 
