@@ -173,15 +173,17 @@ def clip_gradients(model: nn.Module, max_norm: float) -> None:
     nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=True)
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size), initialising the process group when launched by torchrun."""
+def _distributed() -> tuple[int, int, bool]:
+    """(rank, world size, whether this call created the process group), initialising the
+    group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return 0, 1
-    if not dist.is_initialized():
+        return 0, 1, False
+    created = not dist.is_initialized()
+    if created:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
-    return dist.get_rank(), world
+    return dist.get_rank(), world, created
 
 
 def read_run_config(run_dir: str | os.PathLike) -> TrainConfig:
@@ -220,11 +222,17 @@ def train(
     Only one process may write a run directory at a time (`panm.checkpoint.run_lock`).
     """
     run_dir = Path(run_dir)
-    rank, world = _distributed()
-    if rank != 0:  # process 0 alone writes the run directory
-        return _train(config, run_dir, resume, progress, on_log, rank, world)
-    with run_lock(run_dir):
-        return _train(config, run_dir, resume, progress, on_log, rank, world)
+    rank, world, created_group = _distributed()
+    try:
+        if rank != 0:  # process 0 alone writes the run directory
+            return _train(config, run_dir, resume, progress, on_log, rank, world)
+        with run_lock(run_dir):
+            return _train(config, run_dir, resume, progress, on_log, rank, world)
+    finally:
+        # A process that exits with the group alive can abort in gloo's threads
+        # ("terminate called without an active exception"), failing the whole launch.
+        if created_group:
+            dist.destroy_process_group()
 
 
 def _train(
