@@ -246,24 +246,42 @@ def test_cli_times_the_authors_code(tmp_path, monkeypatch):
     assert set(written["ratios"]["train_over_authors"]) == set(ROWS)
 
 
-def test_compile_flag_reaches_the_benchmark(results, tmp_path, monkeypatch, capsys):
-    """`bench-speed --compile` asks for the compiled rows; the table reports their compile
-    time apart (the compiling itself is the slow test below)."""
+@pytest.mark.parametrize(
+    ("flags", "mode"),
+    [(["--compile"], "default"), (["--compile", "reduce-overhead"], "reduce-overhead")],
+)
+def test_compile_flag_reaches_the_benchmark(results, tmp_path, monkeypatch, capsys, flags, mode):
+    """`bench-speed --compile [MODE]` asks for the compiled rows in that mode; the table reports
+    their compile time apart (the compiling itself is the slow test below)."""
     import panm.speed
     from panm.cli import main
 
     configs = []
     with_compiled = json.loads(json.dumps(results))
+    with_compiled["meta"]["config"]["compile"] = mode
     models = with_compiled["throughput"]["models"]
     models["panm compiled"] = {**models["panm"], "compile_seconds": {"train": 61.0, "eval": 9.0}}
     monkeypatch.setattr(
         panm.speed, "run_speed", lambda config, quick: configs.append(config) or with_compiled
     )
-    assert main(["bench-speed", "--quick", "--compile", "--out", str(tmp_path / "s.json")]) == 0
-    assert len(configs) == 1 and configs[0].compile
+    assert main(["bench-speed", "--quick", *flags, "--out", str(tmp_path / "s.json")]) == 0
+    assert len(configs) == 1 and configs[0].compile == mode
     out = capsys.readouterr().out
     assert "panm compiled" in out
-    assert "(panm compiled: compiling, not timed above: 61 s for training, 9 s for" in out
+    expected = f"(panm compiled, mode {mode}: compiling, not timed above: 61 s for training, 9 s"
+    assert expected in out
+
+
+def test_compile_modes_and_their_options():
+    from panm.training import compile_options
+
+    assert compile_options() == {"fallback_random": True}
+    assert compile_options("reduce-overhead") == {
+        "fallback_random": True,
+        "triton.cudagraphs": True,
+    }
+    with pytest.raises(ValueError, match="compile mode"):
+        compile_options("max-speed")
 
 
 @pytest.mark.slow  # two cold torch.compile runs: minutes on the shared 2-core machine
@@ -273,7 +291,7 @@ def test_compiled_rows_compute_the_eager_step(row):
     gradients (same weights, same random draws)."""
     from panm.speed import build_row, fixed_batch
     from panm.tasks import get_task
-    from panm.training import sequence_loss
+    from panm.training import compile_options, sequence_loss
 
     task = get_task("copy")
     batch = fixed_batch(task, TINY.train_length, TINY.batch_size, 0)
@@ -281,7 +299,7 @@ def test_compiled_rows_compute_the_eager_step(row):
     for compiled in (False, True):
         model = build_row(model_setups(TINY.width), row, TINY, task)
         if compiled:
-            model.compile(options={"fallback_random": True})
+            model.compile(options=compile_options())
         torch.manual_seed(3)
         loss, _ = sequence_loss(model, batch, model.decoder_start_id(task), 1)
         loss.backward()

@@ -23,7 +23,7 @@ from panm.models.registry import MODEL_NAMES
 from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
 from panm.tasks import TASK_NAMES, Task, get_task
-from panm.training import RUN_CONFIG, TrainConfig, read_run_config, train
+from panm.training import COMPILE_MODES, RUN_CONFIG, TrainConfig, read_run_config, train
 
 
 class UsageError(Exception):
@@ -185,8 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--compile",
-        action="store_true",
-        help="also time torch.compile'd panm and attention (compiling takes minutes)",
+        nargs="?",
+        const="default",
+        choices=COMPILE_MODES,
+        metavar="MODE",
+        help="also time torch.compile'd panm and attention; MODE: default, or reduce-overhead "
+        "(CUDA graphs on a GPU); compiling takes minutes",
     )
     sp.set_defaults(run=run_speed)
 

@@ -17,10 +17,11 @@ fixed-length batches:
 * evaluation time per sequence of PANM at growing input lengths L (T = L output steps), with the
   cost per (slot x step) normalised to the shortest length: values <= 1 mean the time grows no
   faster than L x T;
-* with ``--compile``, the same throughputs of ``torch.compile``'d copies of ``panm`` and
-  ``attention`` (rows ``panm compiled``, ``attention compiled``: `nn.Module.compile` with the
-  options `panm.training` uses), timed in the same rounds; the compilation (their first training
-  and first evaluation call) is timed apart and reported, not in the medians.
+* with ``--compile [MODE]``, the same throughputs of ``torch.compile``'d copies of ``panm`` and
+  ``attention`` (rows ``panm compiled``, ``attention compiled``: `nn.Module.compile` with
+  `panm.training.compile_options(MODE)`; "reduce-overhead" adds CUDA graphs), timed in the
+  same rounds; the compilation (their first training and first evaluation call) is timed apart
+  and reported, not in the medians.
 
 Timings of the compared configurations are interleaved (one round times every configuration in
 turn) and repeated; reported figures are medians over rounds, and every raw timing is kept in the
@@ -65,6 +66,7 @@ from panm.tasks.base import Batch
 from panm.training import (
     TrainConfig,
     clip_gradients,
+    compile_options,
     make_optimizer,
     sequence_loss,
     training_batch,
@@ -105,7 +107,8 @@ class SpeedConfig:
     seed: seed of the model initialisations and the batches.
     extra_overrides: per-row model overrides applied last (e.g. smaller widths in tests).
     authors_code: directory of the authors' code (see `panm.authors_code`); None: no authors row.
-    compile: also time compiled copies of the `COMPILED_ROWS` (see the module doc).
+    compile: None, or a mode of `panm.training.COMPILE_MODES`: also time copies of the
+        `COMPILED_ROWS` compiled in that mode (see the module doc).
     """
 
     width: int = 128
@@ -122,7 +125,7 @@ class SpeedConfig:
     seed: int = 0
     extra_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     authors_code: str | None = None
-    compile: bool = False
+    compile: str | None = None
 
     def __post_init__(self) -> None:
         self.eval_lengths = tuple(self.eval_lengths)
@@ -282,8 +285,7 @@ def measure_throughput(config: SpeedConfig, task: Task) -> dict[str, Any]:
         for row in COMPILED_ROWS:
             name = row + COMPILED_SUFFIX
             model = build_row(setups, row, config, task)
-            # as `panm.training` compiles: torch's own random numbers (bases, decoys)
-            model.compile(options={"fallback_random": True})
+            model.compile(options=compile_options(config.compile))
             train_steps[name] = make_train_step(model, batch, task)
             eval_steps[name] = make_eval_step(model, batch, task)
             rows[name] = {**rows[row], "compile_seconds": {}}
@@ -505,7 +507,8 @@ def format_table(results: dict[str, Any]) -> str:
         if "compile_seconds" in m:
             seconds = m["compile_seconds"]
             lines.append(
-                f"({row}: compiling, not timed above: {seconds['train']:.0f} s for training, "
+                f"({row}, mode {results['meta']['config']['compile']}: compiling, not timed "
+                f"above: {seconds['train']:.0f} s for training, "
                 f"{seconds['eval']:.0f} s for evaluation)"
             )
     lines.append("")
@@ -537,7 +540,7 @@ def speed_main(
     quick: bool,
     device: str,
     authors_code: str | None = None,
-    compile: bool = False,
+    compile: str | None = None,
 ) -> int:
     """The `panm bench-speed` command: runs the benchmark, prints the table, writes the JSON."""
     settings = {"device": device, "authors_code": authors_code, "compile": compile}

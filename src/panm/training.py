@@ -168,6 +168,31 @@ def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
 
 
+COMPILE_MODES = ("default", "reduce-overhead")
+
+
+def compile_options(mode: str = "default") -> dict[str, Any]:
+    """`torch.compile` options of a compile mode (one of `COMPILE_MODES`).
+
+    fallback_random: the compiled model draws its random numbers (base addresses, decoy slots)
+    from torch's generator, as the eager one does, so a seed gives the same run.
+    "reduce-overhead" adds CUDA graphs (`triton.cudagraphs`, what torch's mode of that name
+    sets; `torch.compile` takes a mode or options, not both): on a GPU a PANM step is bound by
+    kernel launches. On the CPU it compiles as "default".
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
+    options: dict[str, Any] = {"fallback_random": True}
+    if mode == "reduce-overhead":
+        options["triton.cudagraphs"] = True
+    return options
+
+
+def compile_module(module: nn.Module, mode: str = "default") -> nn.Module:
+    """`torch.compile(module)` with `compile_options(mode)`."""
+    return torch.compile(module, options=compile_options(mode))  # type: ignore[return-value]
+
+
 def clip_gradients(model: nn.Module, max_norm: float) -> None:
     """Scales the gradients to a total norm of at most `max_norm` (multi-tensor, as above)."""
     nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=True)
@@ -288,9 +313,7 @@ def _train(
     if world > 1:
         trained = nn.parallel.DistributedDataParallel(model)
     if config.compile:
-        # fallback_random: the compiled model draws its random numbers (base addresses, decoy
-        # slots) from torch's generator, as the eager one does, so a seed gives the same run
-        trained = torch.compile(trained, options={"fallback_random": True})  # type: ignore[assignment]
+        trained = compile_module(trained)  # type: ignore[assignment]
     valid = validation_examples(task, config) if rank == 0 else []
     train_set = training_set(task, config) if config.train_examples else None
     bos_id = model.decoder_start_id(task)
