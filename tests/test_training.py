@@ -169,3 +169,24 @@ def test_multi_tensor_optimizer_step_equals_the_plain_one():
         runs.append(model.state_dict())
     for name, value in runs[0].items():
         assert torch.equal(value, runs[1][name]), name
+
+
+def test_a_run_stopped_by_its_time_limit_validates_its_last_step(tmp_path, monkeypatch):
+    """The steps after the last validation can hold the best weights: the final checkpoint of a
+    run cut short is validated and can be chosen."""
+    import panm.training
+
+    validated = []
+
+    def improving(model, task, examples, device):  # each validation better than the last
+        validated.append(len(validated))
+        return {"valid_sequence_accuracy": len(validated) / 10, "valid_token_accuracy": 0.5,
+                "valid_loss": 1.0}  # fmt: skip
+
+    steps_done = iter(range(100))
+    monkeypatch.setattr(panm.training, "validate", improving)
+    monkeypatch.setattr(panm.training, "_out_of_time", lambda *args: next(steps_done) >= 4)
+    result = train(tiny_config(steps=10), tmp_path / "run", progress=False)
+    assert result.step == 4 and len(validated) == 2  # at step 3 (eval_every) and at the end
+    index = read_index(tmp_path / "run")
+    assert index["best_step"] == 4 and index["best"] == index["latest"]

@@ -383,8 +383,8 @@ def _train(
     finally:
         bar.close()
     if rank == 0 and (index.get("latest") != f"checkpoints/step-{step:08d}"):
-        if "best" not in index:
-            index = _update_best(index, validate(model, task, valid, device), step)
+        # A run stopped by its time limit between validations: its last steps may be its best.
+        index = _update_best(index, validate(model, task, valid, device), step)
         checkpoint()
     if writer is not None:
         writer.close()
