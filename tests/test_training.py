@@ -190,3 +190,34 @@ def test_a_run_stopped_by_its_time_limit_validates_its_last_step(tmp_path, monke
     assert result.step == 4 and len(validated) == 2  # at step 3 (eval_every) and at the end
     index = read_index(tmp_path / "run")
     assert index["best_step"] == 4 and index["best"] == index["latest"]
+
+
+@pytest.mark.parametrize(
+    ("given", "mode"),
+    [(False, None), (True, "default"), (None, None), ("reduce-overhead", "reduce-overhead")],
+)
+def test_compile_setting_is_a_mode(given, mode):
+    """`compile` names a mode; the booleans of run.json files written before modes still load."""
+    assert tiny_config(compile=given).compile == mode
+
+
+def test_unknown_compile_mode_is_rejected():
+    with pytest.raises(ValueError, match="compile mode"):
+        tiny_config(compile="fastest")
+
+
+def test_train_command_passes_the_compile_mode(tmp_path, monkeypatch):
+    import panm.cli
+    from panm.training import TrainResult
+
+    seen = []
+
+    def fake_train(config, run_dir, **kwargs):
+        seen.append(config)
+        return TrainResult(step=0, best_step=None, best_valid=None, elapsed_seconds=0.0,
+                           run_dir=run_dir)  # fmt: skip
+
+    monkeypatch.setattr(panm.cli, "train", fake_train)
+    args = ["train", "--task", "copy", "--out", str(tmp_path / "r"), "--compile", "reduce-overhead"]
+    assert panm.cli.main(args) == 0
+    assert seen[0].compile == "reduce-overhead"

@@ -93,7 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="model setting, e.g. --set panm.decoy_slots=8 (VALUE is JSON or a string)",
     )
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
-    tr.add_argument("--compile", action="store_true", help="torch.compile the model")
+    tr.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        choices=COMPILE_MODES,
+        metavar="MODE",
+        help="torch.compile the model; MODE: default, or reduce-overhead (CUDA graphs on a GPU)",
+    )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_flags(tr)
     tr.set_defaults(run=run_train)
@@ -320,7 +327,7 @@ def _apply_flags(
         "valid_count": args.valid_count,
         "train_examples": args.train_examples,
         "device": args.device if args.device != "cpu" else None,
-        "compile": args.compile or None,
+        "compile": args.compile,
     }
     if args.train_lengths:
         low_high = parse_lengths(args.train_lengths, "--train-lengths")

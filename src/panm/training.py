@@ -53,6 +53,31 @@ NO_STEP_LIMIT = 10**9
 """A step budget this large means none: the `minutes` budget alone ends the run."""
 
 
+COMPILE_MODES = ("default", "reduce-overhead")
+
+
+def compile_options(mode: str = "default") -> dict[str, Any]:
+    """`torch.compile` options of a compile mode (one of `COMPILE_MODES`).
+
+    fallback_random: the compiled model draws its random numbers (base addresses, decoy slots)
+    from torch's generator, as the eager one does, so a seed gives the same run.
+    "reduce-overhead" adds CUDA graphs (`triton.cudagraphs`, what torch's mode of that name
+    sets; `torch.compile` takes a mode or options, not both): on a GPU a PANM step is bound by
+    kernel launches. On the CPU it compiles as "default".
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
+    options: dict[str, Any] = {"fallback_random": True}
+    if mode == "reduce-overhead":
+        options["triton.cudagraphs"] = True
+    return options
+
+
+def compile_module(module: nn.Module, mode: str = "default") -> nn.Module:
+    """`torch.compile(module)` with `compile_options(mode)`."""
+    return torch.compile(module, options=compile_options(mode))  # type: ignore[return-value]
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved as DIR/run.json).
@@ -66,6 +91,8 @@ class TrainConfig:
         which every batch samples (as when fine-tuning on a data set; a frozen LM then computes
         its states once per example); None: fresh examples at every step.
     valid_count: held-out validation examples of training lengths, evaluated every eval_every.
+    compile: None, or a mode of `COMPILE_MODES`: `torch.compile` the model in that mode
+        ("reduce-overhead" adds CUDA graphs on a GPU).
     """
 
     task: str = "copy"
@@ -84,9 +111,13 @@ class TrainConfig:
     log_every: int = 25
     seed: int = 0
     device: str = "cpu"
-    compile: bool = False
+    compile: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.compile, bool):  # run.json files written before compile modes
+            self.compile = "default" if self.compile else None
+        if self.compile is not None:
+            compile_options(self.compile)  # rejects an unknown mode
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.minutes is not None and self.minutes <= 0:
@@ -166,31 +197,6 @@ def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     per formula term instead of one op per parameter (the default on GPUs, not on the CPU):
     the same numbers, fewer small ops."""
     return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
-
-
-COMPILE_MODES = ("default", "reduce-overhead")
-
-
-def compile_options(mode: str = "default") -> dict[str, Any]:
-    """`torch.compile` options of a compile mode (one of `COMPILE_MODES`).
-
-    fallback_random: the compiled model draws its random numbers (base addresses, decoy slots)
-    from torch's generator, as the eager one does, so a seed gives the same run.
-    "reduce-overhead" adds CUDA graphs (`triton.cudagraphs`, what torch's mode of that name
-    sets; `torch.compile` takes a mode or options, not both): on a GPU a PANM step is bound by
-    kernel launches. On the CPU it compiles as "default".
-    """
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
-    options: dict[str, Any] = {"fallback_random": True}
-    if mode == "reduce-overhead":
-        options["triton.cudagraphs"] = True
-    return options
-
-
-def compile_module(module: nn.Module, mode: str = "default") -> nn.Module:
-    """`torch.compile(module)` with `compile_options(mode)`."""
-    return torch.compile(module, options=compile_options(mode))  # type: ignore[return-value]
 
 
 def clip_gradients(model: nn.Module, max_norm: float) -> None:
@@ -313,7 +319,7 @@ def _train(
     if world > 1:
         trained = nn.parallel.DistributedDataParallel(model)
     if config.compile:
-        trained = compile_module(trained)  # type: ignore[assignment]
+        trained = compile_module(trained, config.compile)  # type: ignore[assignment]
     valid = validation_examples(task, config) if rank == 0 else []
     train_set = training_set(task, config) if config.train_examples else None
     bos_id = model.decoder_start_id(task)
