@@ -277,6 +277,7 @@ class PANM(nn.Module, Pretrained):
         base_address: Tensor | int | None = None,
         controller_state: Tensor | None = None,
         memory_tokens: tuple[Tensor, Tensor] | None = None,
+        key_rows: Tensor | None = None,
     ) -> PANMOutput:
         """Decode T steps over `memory`.
 
@@ -301,10 +302,13 @@ class PANM(nn.Module, Pretrained):
         reads is then applied to the V rows of the table instead of to each read
         (`_mapped_reads`), the same function up to float rounding with far fewer multiply-adds
         when V is small.
+        key_rows: with memory_tokens, an optional (V,) bool mask of the table rows that make
+        the Mode-2 keys (a slot's key is the key map of its masked rows alone, e.g. of one
+        input field, so what the other rows hold cannot change a slot's rank); None: all rows.
         """
         num_steps = self._check_steps(memory, num_steps, inputs)
         plan = self.plan(
-            memory, memory_mask, num_steps, base_address, controller_state, memory_tokens
+            memory, memory_mask, num_steps, base_address, controller_state, memory_tokens, key_rows
         )
         logits = self.decode(plan, inputs)
         return PANMOutput(
@@ -325,6 +329,7 @@ class PANM(nn.Module, Pretrained):
         base_address: Tensor | int | None = None,
         controller_state: Tensor | None = None,
         memory_tokens: tuple[Tensor, Tensor] | None = None,
+        key_rows: Tensor | None = None,
     ) -> PANMPlan:
         """Everything of `num_steps` decoding steps but the controller (see `PANMPlan`); the
         arguments are `forward`'s. `decode` then runs the controller over the steps' inputs."""
@@ -333,6 +338,14 @@ class PANM(nn.Module, Pretrained):
             raise ValueError(f"the number of decoding steps must be >= 1, got {num_steps}")
         if memory_tokens is not None:
             _validate_tokens(memory, memory_tokens)
+        if key_rows is not None:
+            if memory_tokens is None or self.relational is None:
+                raise ValueError("key_rows needs memory_tokens and Mode-2 heads (num_mode2 >= 1)")
+            if key_rows.dtype != torch.bool or key_rows.shape != memory_tokens[1].shape[:1]:
+                raise ValueError(
+                    f"key_rows must be a bool mask of the {memory_tokens[1].shape[0]} table rows, "
+                    f"got {key_rows.dtype} {tuple(key_rows.shape)}"
+                )
         c = self.config
         batch, num_slots, _ = memory.shape
         lengths = memory_mask.sum(dim=1)
@@ -375,7 +388,7 @@ class PANM(nn.Module, Pretrained):
         else:
             assert slot_rows is not None
             w2, read_gates, read_features = self._map_reads(
-                w1, slot_rows, memory_tokens[1], mode2_mask, start_slots
+                w1, slot_rows, memory_tokens[1], mode2_mask, start_slots, key_rows
             )
         return PANMPlan(
             reads=reads,
@@ -416,13 +429,20 @@ class PANM(nn.Module, Pretrained):
         return w2, torch.cat(reads, dim=-1)
 
     def _map_reads(
-        self, w1: Tensor, slot_rows: Tensor, table: Tensor, mode2_mask: Tensor, start_slots: Tensor
+        self,
+        w1: Tensor,
+        slot_rows: Tensor,
+        table: Tensor,
+        mode2_mask: Tensor,
+        start_slots: Tensor,
+        key_rows: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """`_read` over token memory, slot i = sum_v slot_rows[b, i, v] table[v] (slot_rows
         (B, L', V), table (V, D)), without making the reads: the Mode-2 weights (B, T, H, L'),
         and the reads' maps `PANMPlan.read_gates` (B, T, 3 * hidden) and `read_features`
         (B, T, hidden). The Mode-2 keys are the key map of the table rows, its queries the
-        query map of the Mode-1 reads (`_mapped_reads`). With output_initial_read, the initial
+        query map of the Mode-1 reads (`_mapped_reads`); with key_rows (V,) the keys are those of
+        the masked rows alone. With output_initial_read, the initial
         read under start_slots (B, G) is mapped once per sequence and added at every step."""
         c = self.config
         batch, num_steps, _, num_slots = w1.shape
@@ -430,6 +450,8 @@ class PANM(nn.Module, Pretrained):
         if self.relational is not None:
             access = self.relational
             key_map = (table @ access.key.weight.t()).t()  # (K, V)
+            if key_rows is not None:
+                key_map = key_map * key_rows.to(key_map.dtype)
             memory_keys = nn.functional.linear(slot_rows, key_map, access.key.bias)
             if isinstance(access.query, nn.Linear):
                 query = _mapped_reads(w1, slot_rows, table, access.query.weight, access.query.bias)

@@ -142,6 +142,15 @@ class TokenEmbedding(nn.Module):
         offsets = torch.cumsum(sizes, 0) - sizes
         return ids + offsets, torch.cat([t.weight for t in self.tables], dim=0)
 
+    def field_rows(self, fields: tuple[int, ...], device: torch.device) -> Tensor:
+        """(V,) bool: which rows of the `factors` table belong to `fields`."""
+        return torch.cat(
+            [
+                torch.full((t.num_embeddings,), i in fields, dtype=torch.bool, device=device)
+                for i, t in enumerate(self.tables)
+            ]
+        )
+
 
 class DecoderInput(nn.Module):
     """The decoder's input vectors (B, T, dim) in either decoding mode.

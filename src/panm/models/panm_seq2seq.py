@@ -47,6 +47,11 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
         to each read (`PANM.forward`'s `memory_tokens`): the same function up to float rounding,
         with a fraction of the arithmetic when the vocabulary is small. False: map the reads.
         Other memory sources always map the reads.
+    mode2_key_fields: input fields whose embeddings alone make the Mode-2 keys (ID Sort's ids:
+        (1,)); empty: the whole slot. With an ordinal field (`ordinal_fields`) and a constant
+        Mode-2 query a slot's score is then monotone in that field's value by construction, so
+        no other field can reorder two slots (docs/results.md, Appendix A, "ID Sort"). Needs
+        token-embedding memory with factored_reads and Mode-2 heads.
     panm: the memory's settings. Its memory_dim, input_dim and output_dim are set from the
         fields above. With panm.controller_init == "given" the controller starts from a
         projection of the encoder's final state (the authors' code) instead of the memory sum.
@@ -64,6 +69,7 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     transformer_position: str = "sinusoidal"
     dropout: float = 0.0
     factored_reads: bool = True
+    mode2_key_fields: tuple[int, ...] = ()
     panm: PANMConfig = field(default_factory=PANMConfig)
 
     def __post_init__(self) -> None:
@@ -87,6 +93,8 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
             raise ValueError(
                 "memory_source='embedding' leaves the encoder unused; set encoder='none'"
             )
+        if self.mode2_key_fields:
+            self._check_mode2_key_fields()
         self.panm = replace(
             self.panm,
             memory_dim=self.embed_dim,
@@ -97,6 +105,22 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
                 else 0
             ),
         )
+
+    def _check_mode2_key_fields(self) -> None:
+        fields = self.mode2_key_fields
+        if not isinstance(fields, tuple) or not all(isinstance(f, int) for f in fields):
+            raise ValueError(f"mode2_key_fields must be a tuple of field indices, got {fields!r}")
+        if len(set(fields)) != len(fields) or not all(
+            0 <= f < len(self.input_vocab_sizes) for f in fields
+        ):
+            raise ValueError(
+                f"mode2_key_fields must be distinct input fields (0..."
+                f"{len(self.input_vocab_sizes) - 1}), got {fields}"
+            )
+        if self.memory_source != "embedding" or not self.factored_reads:
+            raise ValueError("mode2_key_fields needs memory_source='embedding' and factored_reads")
+        if self.panm.num_mode2 < 1:
+            raise ValueError("mode2_key_fields needs Mode-2 heads (panm.num_mode2 >= 1)")
 
 
 class PANMSeq2Seq(Seq2SeqModel):
@@ -182,6 +206,7 @@ class PANMSeq2Seq(Seq2SeqModel):
             base_address=base_address,
             controller_state=controller_state,
             memory_tokens=self._memory_tokens(src),
+            key_rows=self._key_rows(src),
         )
 
     def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
@@ -199,6 +224,7 @@ class PANMSeq2Seq(Seq2SeqModel):
             num_steps,
             controller_state=controller_state,
             memory_tokens=self._memory_tokens(src),
+            key_rows=self._key_rows(src),
         )
         decoder_input, decoder = self.decoder_input, self.decoder
 
@@ -216,6 +242,12 @@ class PANMSeq2Seq(Seq2SeqModel):
         if self.config.memory_source == "embedding" and self.config.factored_reads:
             return self.embedding.factors(src)
         return None
+
+    def _key_rows(self, src: Tensor) -> Tensor | None:
+        """PANM's `key_rows` (V,): the embedding table rows of `mode2_key_fields`, or None."""
+        if not self.config.mode2_key_fields:
+            return None
+        return self.embedding.field_rows(self.config.mode2_key_fields, src.device)
 
     def _encode(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """The memory slots (B, L, D) of src (B, L, F), and the controller's start (B, hidden)
