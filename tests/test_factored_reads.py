@@ -32,6 +32,16 @@ VARIANTS = {
         "reverse",
         {"panm.mode2_exclusion": True, "panm.mode2_decoys": False, "panm.num_mode2": 2},
     ),
+    "previous-slot Mode-2 keys (dynamic recall)": (
+        "dynamic_recall",
+        {
+            "encoder": "none",
+            "memory_source": "embedding",
+            "encoder_bidirectional": True,
+            "panm.mode2_keys": "previous_slot",
+            "panm.mode2_decoys": False,
+        },
+    ),
     "output initial read, no initial read (Mix recipe)": (
         "mix",
         {"panm.output_initial_read": True, "panm.initial_read": False},

@@ -513,6 +513,9 @@ SORT_RECIPE = dict(  # with panm.recipes.SORT_BY_CONTENT and priority sort's tie
     mode2_decoys=False,
     mode2_tie_margin=1.0,
 )
+PREVIOUS_SLOT_KEYS = dict(  # a Mode-2 head that finds the slot after the first occurrence
+    **RECIPE, mode2_keys="previous_slot", mode2_selection="hard", mode2_decoys=False
+)
 
 
 def padded(sequences: list[torch.Tensor], sides: list[str], width: int):
@@ -550,8 +553,9 @@ def valid_part(out, i: int, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         SORT_RECIPE,
         {**RECIPE, "input_dim": 5, "num_mode1": 3, "num_mode2": 2},
         {**RECIPE, "initial_read": False, "output_initial_read": True, "num_mode1": 3},
+        PREVIOUS_SLOT_KEYS,
     ],
-    ids=["paper", "recipe", "sort-recipe", "inputs", "output-initial-read"],
+    ids=["paper", "recipe", "sort-recipe", "inputs", "output-initial-read", "previous-slot"],
 )
 def test_left_and_right_padding_equal_the_unpadded_run(options):
     panm = make_panm(**{"address_bits": 5, "num_mode2": 1, **options}).eval()
@@ -587,8 +591,8 @@ def test_left_and_right_padding_equal_the_unpadded_run(options):
 
 @pytest.mark.parametrize(
     "options",
-    [RECIPE, SORT_RECIPE, {**RECIPE, "output_initial_read": True}],
-    ids=["recipe", "sort-recipe", "output-initial-read"],
+    [RECIPE, SORT_RECIPE, {**RECIPE, "output_initial_read": True}, PREVIOUS_SLOT_KEYS],
+    ids=["recipe", "sort-recipe", "output-initial-read", "previous-slot"],
 )
 def test_padding_side_does_not_change_training_with_decoys(options):
     """Training draws (bases, decoys) are per valid slot, so the side of the padding does not
@@ -657,3 +661,31 @@ def test_wide_addresses_are_computed_from_their_indices():
         PANMConfig(address_bits=63)
     with pytest.raises(ValueError, match=r"address_bits must be in 1\.\.62, got 0"):
         PANMConfig(address_bits=0)
+
+
+@pytest.mark.parametrize("keys", ["previous_slot", "slot"])
+def test_previous_slot_keys_find_the_slot_after_the_first_occurrence(keys):
+    """With mode2_keys="previous_slot" a slot's key is its predecessor's: slots that follow equal
+    contents score equally (to float rounding, which the small tie margin absorbs), and hard
+    selection reads the first of them, for any weights. Plain keys ("slot") do not."""
+    generator = torch.Generator().manual_seed(4)
+    vocabulary = torch.randn(3, 16, generator=generator)  # few contents: many repeats
+    misses = 0
+    for seed in range(4):
+        torch.manual_seed(seed)
+        options = {**PREVIOUS_SLOT_KEYS, "mode2_keys": keys, "mode2_tie_margin": 1e-3}
+        panm = make_panm(address_bits=6, num_mode2=1, **options).eval()
+        tokens = torch.randint(0, 3, (8, 20), generator=generator)
+        memory, mask = vocabulary[tokens], torch.ones(8, 20, dtype=torch.bool)
+        with torch.no_grad():
+            chosen = panm(memory, mask, num_steps=3).mode2_weights[:, :, 0].argmax(-1)  # (B, T)
+        for row, slots in zip(tokens, chosen, strict=True):
+            for j in slots.tolist():  # the predecessor of slot j must not occur before it
+                misses += j > 0 and bool((row[: j - 1] == row[j - 1]).any())
+    assert (misses == 0) == (keys == "previous_slot")
+
+
+def test_previous_slot_keys_need_mode2_without_decoys():
+    with pytest.raises(ValueError, match="needs mode2_decoys=False"):
+        PANMConfig(mode2_keys="previous_slot", decoy_slots=8)
+    PANMConfig(mode2_keys="previous_slot", decoy_slots=0)  # no decoys: nothing to key

@@ -37,6 +37,7 @@ EVAL_BASES = ("zero", "random")
 EVAL_POINTERS = ("soft", "hard")
 MODE2_QUERIES = ("reads", "constant")
 MODE2_SELECTIONS = ("soft", "hard")
+MODE2_KEYS = ("slot", "previous_slot")
 
 
 @dataclass
@@ -64,6 +65,10 @@ class PANMConfig:
     mode2_tie_margin: with hard selection, a head reads the first slot whose score is within
         this margin of the best (equal keys in input order); 0: the best slot [0.0].
     mode2_decoys: whether Mode-2 also attends over the training-only decoy slots [True].
+    mode2_keys: what a slot's Mode-2 key is made from: the "slot" itself (the paper) or the
+        "previous_slot" in memory order (zero for the first slot): a head then finds the slot
+        that *follows* a content (as an induction head does), and with hard selection the
+        first of equal scores, i.e. the slot after the earliest occurrence ["slot"].
     pointer_dim: state width of each Pointer Unit GRU [64].
     key_dim: width of the address keys ("dot", "cosine") and of the Mode-2 keys [64].
     address_similarity: "dot" (the authors' code), "cosine" (the paper's text) or "bitwise"
@@ -101,6 +106,7 @@ class PANMConfig:
     mode2_selection: str = "soft"
     mode2_tie_margin: float = 0.0
     mode2_decoys: bool = True
+    mode2_keys: str = "slot"
     pointer_dim: int = 64
     key_dim: int = 64
     address_similarity: str = "dot"
@@ -131,6 +137,7 @@ class PANMConfig:
             "controller_init": CONTROLLER_INITS,
             "mode2_query": MODE2_QUERIES,
             "mode2_selection": MODE2_SELECTIONS,
+            "mode2_keys": MODE2_KEYS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -143,6 +150,11 @@ class PANMConfig:
             raise ValueError(f"mode2_tie_margin must be >= 0, got {self.mode2_tie_margin}")
         if self.mode2_tie_margin and self.mode2_selection != "hard":
             raise ValueError("mode2_tie_margin needs mode2_selection='hard'")
+        if self.mode2_keys == "previous_slot" and self.mode2_decoys and self.decoy_slots:
+            raise ValueError(
+                "mode2_keys='previous_slot' needs mode2_decoys=False: a decoy slot, drawn from "
+                "another sample, has no predecessor"
+            )
         if self.mode2_exclusion and self.num_mode2 == 0:
             raise ValueError("mode2_exclusion needs num_mode2 >= 1")
         if self.num_mode1 < 1:
@@ -420,7 +432,7 @@ class PANM(nn.Module, Pretrained):
         reads = [value1.flatten(2)]
         w2 = slot_memory.new_zeros(batch, num_steps, 0, num_slots)
         if self.relational is not None:
-            memory_keys = self.relational.keys(slot_memory)
+            memory_keys = self.relational.keys(self._key_content(slot_memory))
             w2 = self.relational(value1, memory_keys, mode2_mask)  # (B, T, H, L')
             reads.append(_weighted_read(w2, slot_memory).flatten(2))
         if self.config.output_initial_read:
@@ -452,7 +464,9 @@ class PANM(nn.Module, Pretrained):
             key_map = (table @ access.key.weight.t()).t()  # (K, V)
             if key_rows is not None:
                 key_map = key_map * key_rows.to(key_map.dtype)
-            memory_keys = nn.functional.linear(slot_rows, key_map, access.key.bias)
+            memory_keys = nn.functional.linear(
+                self._key_content(slot_rows), key_map, access.key.bias
+            )
             if isinstance(access.query, nn.Linear):
                 query = _mapped_reads(w1, slot_rows, table, access.query.weight, access.query.bias)
             else:
@@ -477,6 +491,14 @@ class PANM(nn.Module, Pretrained):
                 start, slot_rows, table, first_layer.weight[:, reads_end:]
             )  # (B, 1, hidden) broadcast over the steps
         return w2, read_gates, read_features
+
+    def _key_content(self, slots: Tensor) -> Tensor:
+        """What the Mode-2 keys are made from, (B, L', X) -> (B, L', X): the slots themselves,
+        or with mode2_keys="previous_slot" each slot's predecessor (zeros for slot 0; a padded
+        slot holds zeros, so the first valid slot of a left-padded row gets zeros too)."""
+        if self.config.mode2_keys == "slot":
+            return slots
+        return nn.functional.pad(slots, (0, 0, 1, 0))[:, :-1]
 
     def decode(self, plan: PANMPlan, inputs: Tensor | None = None) -> Tensor:
         """Runs the controller over the plan's next steps and returns their logits (B, n,
