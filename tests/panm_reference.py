@@ -81,7 +81,20 @@ MODEL_CASES = {  # name -> (task, overrides on top of the task's PANM recipe)
         },
     ),
     "priority sort recipe": ("priority_sort", {}),
-    "dynamic recall recipe": ("dynamic_recall", {}),
+    # the dynamic recall recipe of commit f28e6d4, when these values were stored: forward-GRU
+    # memory and the paper's Mode-2 (the recipe now keys Mode-2 on the previous slot)
+    "dynamic recall recipe": (
+        "dynamic_recall",
+        {
+            "encoder": "gru",
+            "memory_source": "encoder",
+            "encoder_bidirectional": False,
+            "panm.mode2_keys": "slot",
+            "panm.mode2_selection": "soft",
+            "panm.mode2_tie_margin": 0.0,
+            "panm.mode2_decoys": True,
+        },
+    ),
 }
 RECIPE = dict(
     address_similarity="bitwise",

@@ -17,8 +17,9 @@ SMALL = {"embed_dim": 24, "panm.hidden_dim": 20, "panm.pointer_dim": 12, "panm.k
 VARIANTS = {
     "copy recipe": ("copy", {}),
     "two input fields, sorting recipe": ("priority_sort", {}),
-    "id sort recipe": ("id_sort", {}),
-    "id sort recipe, ordinal ids": ("id_sort", {"ordinal_fields": (1,)}),
+    # mode2_key_fields exists over factored reads only: these compare the rest of the recipe
+    "id sort recipe, no ordinal ids": ("id_sort", {"ordinal_fields": (), "mode2_key_fields": ()}),
+    "id sort recipe, ordinal ids": ("id_sort", {"mode2_key_fields": ()}),
     "no initial read, sum init, dot": (
         "copy",
         {

@@ -4,7 +4,12 @@ import pytest
 
 from panm.bench import BenchConfig, plan_runs
 from panm.models.registry import LM_MODEL_NAMES, MODEL_NAMES, model_config
-from panm.recipes import default_train_config
+from panm.recipes import (
+    FORWARD_GRU_MEMORY,
+    PANM_EXTRAPOLATING,
+    SORT_BY_CONTENT,
+    default_train_config,
+)
 from panm.tasks import TASK_NAMES, get_task
 
 
@@ -57,7 +62,23 @@ def test_chomsky_recipes_follow_the_task_families():
     bits = {"panm.address_bits": 10}  # 1,024 addresses for test lengths up to 500
     for task_name in ("reverse_string", "duplicate_string", "odds_first"):
         assert overrides(task_name) == {**overrides("reverse"), **bits}
-    assert overrides("bucket_sort") == {**overrides("id_sort"), **bits}
+    assert overrides("bucket_sort") == {**PANM_EXTRAPOLATING, **SORT_BY_CONTENT, **bits}
     for task_name in ("binary_addition", "stack_manipulation", "parity_check"):
-        assert overrides(task_name) == {**overrides("dynamic_recall"), **bits}
+        assert overrides(task_name) == {**PANM_EXTRAPOLATING, **FORWARD_GRU_MEMORY, **bits}
     assert default_train_config("bucket_sort", "lstm").model_overrides == {}
+
+
+def test_dynamic_recall_keys_mode2_on_the_previous_slot_and_id_sort_on_the_ids():
+    recall = model_config(
+        "panm",
+        get_task("dynamic_recall"),
+        default_train_config("dynamic_recall", "panm").model_overrides,
+    )
+    assert recall.memory_source == "embedding" and recall.panm.mode2_keys == "previous_slot"
+    assert recall.panm.mode2_selection == "hard" and not recall.panm.mode2_decoys
+    id_sort = model_config(
+        "panm", get_task("id_sort"), default_train_config("id_sort", "panm").model_overrides
+    )
+    assert id_sort.ordinal_fields == (1,) and id_sort.mode2_key_fields == (1,)
+    mix = default_train_config("mix", "panm").model_overrides
+    assert mix["panm.output_initial_read"] and not mix["panm.initial_read"]

@@ -26,22 +26,38 @@ PANM_EXTRAPOLATING = {
     "panm.pointer_inputs": "latest",
     "panm.eval_pointers": "hard",
 }
-# Per-task changes to that design (docs/results.md, "The other four tasks"):
-# - dynamic recall answers with the token after the query's *first* occurrence, which a slot
-#   holding only its own token cannot tell: its memory holds a forward GRU's states (a slot's
-#   state then depends only on the slots before it, so it does not drift as the sequence grows
-#   after it; a bidirectional GRU's did, and scored 35-38% at 88; the states alone scored above
-#   the states added to the embeddings at 44 and 88 on every seed);
+# Per-task changes to that design (docs/results.md, "The other four tasks" and Appendix A,
+# "Diagnosis at 44 and 88"), each a mechanism that holds at any length by construction:
+# - mix reads its op once (the step-0 read of slot 0), and a GRU state driven by 40-80 more
+#   reads forgets it: the step-0 reads go to the output at every step instead
+#   (`output_initial_read`; with it the controller's own step-0 read is dropped);
+# - dynamic recall answers with the token after the query's *first* occurrence: its Mode-2 head
+#   keys every slot by the slot before it (`mode2_keys="previous_slot"`), so the slots after all
+#   occurrences of the query score alike and hard selection reads the first of them (a margin
+#   of 0.001 absorbs float rounding); Mode-2 skips the decoys, which have no predecessor. (Its
+#   former memory, a forward GRU's states, knew "first" from a state that faded past the
+#   training positions: 88.8-93.0% at 88.)
 # - the sorting tasks read memory in key order with one Mode-2 head: a learned constant query
 #   scores each slot by its content, the head reads the best slot alone and never again (a
 #   selection sort), and it searches the real slots only (a decoy holds another sample's item);
-#   priority sort reads slots whose scores are within 1 of the best in input order, its ties.
+#   priority sort reads slots whose scores are within 1 of the best in input order, its ties;
+#   id sort embeds its ids as an ordinal field and keys Mode-2 on the ids alone, so a slot's
+#   score is monotone in its id for any weights and its token cannot reorder two slots (learned
+#   id by id, 9-19 of the 255 neighbouring pairs stayed in the wrong order: 1.3-18% at 88).
+MIX = {"panm.output_initial_read": True, "panm.initial_read": False}
+FIRST_OCCURRENCE = {
+    "panm.mode2_keys": "previous_slot",
+    "panm.mode2_selection": "hard",
+    "panm.mode2_tie_margin": 0.001,
+    "panm.mode2_decoys": False,
+}
 SORT_BY_CONTENT = {
     "panm.mode2_query": "constant",
     "panm.mode2_selection": "hard",
     "panm.mode2_exclusion": True,
     "panm.mode2_decoys": False,
 }
+ID_FIELD = 1  # id sort's slots are (token, id)
 FORWARD_GRU_MEMORY = {"encoder": "gru", "memory_source": "encoder", "encoder_bidirectional": False}
 # The Chomsky-hierarchy tasks (docs/chomsky.md) take one recipe per family, chosen from the task
 # definitions before any run on them (none was tuned on their data):
@@ -50,7 +66,8 @@ FORWARD_GRU_MEMORY = {"encoder": "gru", "memory_source": "encoder", "encoder_bid
 # - bucket_sort is a sort by content: the sorting tasks' selection sort (equal tokens are
 #   interchangeable, so it needs no rule for ties);
 # - the others answer from what came before a slot (a stack's state, a carry, a pair of copies,
-#   a running count): dynamic recall's forward-GRU memory, whose slot states summarise the prefix.
+#   a running count): a forward GRU's states as memory (dynamic recall's recipe when these were
+#   chosen), whose slot states summarise the prefix.
 # All of them test up to 500 slots (+ 8 decoys), beyond the 256 addresses of 8 bits: 10 bits.
 CHOMSKY_ADDRESSES = {"panm.address_bits": 10}
 CHOMSKY_PREFIX_TASKS = (
@@ -63,9 +80,10 @@ CHOMSKY_PREFIX_TASKS = (
     "cycle_navigation",
 )
 PANM_TASK_RECIPES = {
-    "dynamic_recall": FORWARD_GRU_MEMORY,
+    "mix": MIX,
+    "dynamic_recall": FIRST_OCCURRENCE,
     "priority_sort": {**SORT_BY_CONTENT, "panm.mode2_tie_margin": 1.0},
-    "id_sort": SORT_BY_CONTENT,
+    "id_sort": {**SORT_BY_CONTENT, "ordinal_fields": (ID_FIELD,), "mode2_key_fields": (ID_FIELD,)},
     **{key: CHOMSKY_ADDRESSES for key in ("reverse_string", "duplicate_string", "odds_first")},
     "bucket_sort": {**SORT_BY_CONTENT, **CHOMSKY_ADDRESSES},
     **{key: {**FORWARD_GRU_MEMORY, **CHOMSKY_ADDRESSES} for key in CHOMSKY_PREFIX_TASKS},
