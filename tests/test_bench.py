@@ -112,6 +112,21 @@ def test_second_run_recomputes_nothing(tiny_bench, tmp_path, monkeypatch):
     assert outcomes == tiny_bench[1]
 
 
+def test_results_stored_before_a_config_field_changed_form_are_still_finished(
+    tiny_bench, tmp_path, monkeypatch
+):
+    """Results written when `compile` was a boolean (and before a field existed) still count."""
+    out = copy_of(tiny_bench, tmp_path)
+    for path in out.glob("runs/*/*/*/result.json"):
+        result = json.loads(path.read_text())
+        result["settings"]["train"]["compile"] = False
+        del result["settings"]["train"]["train_examples"]  # as before that field existed
+        path.write_text(json.dumps(result))
+    calls = count_train_calls(monkeypatch)
+    run_bench(tiny_config(), out, jobs=1, progress=False)
+    assert calls == []
+
+
 def test_run_without_result_is_resumed(tiny_bench, tmp_path, monkeypatch, capsys):
     out = copy_of(tiny_bench, tmp_path)
     (out / "runs/copy/lstm/seed-1/result.json").unlink()

@@ -55,7 +55,7 @@ from panm.models.registry import (
     model_config,
     with_overrides,
 )
-from panm.pretrained import atomic_write
+from panm.pretrained import atomic_write, config_from_dict
 from panm.recipes import default_train_config
 from panm.report import format_duration, write_report
 from panm.tasks import TASK_NAMES, get_task
@@ -518,13 +518,26 @@ def _cpu_model() -> str:
 
 
 def finished_result(spec: RunSpec, out_dir: Path) -> dict[str, Any] | None:
-    """The run's stored result if it was made with the run's current settings, else None."""
+    """The run's stored result if it was made with the run's current settings, else None.
+
+    The stored training config is read as a `TrainConfig` before comparing, so a field whose
+    stored form has changed since (`compile`: false is now null) or a field added since (with
+    its default) does not make a finished run stale.
+    """
     path = out_dir / spec.path / RESULT_NAME
     try:
         result = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return result if result.get("settings") == spec.settings() else None
+    settings = result.get("settings")
+    if not isinstance(settings, dict):
+        return None
+    try:
+        train = config_from_dict(TrainConfig, settings["train"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    settings = {**settings, "train": _jsonable(dataclasses.asdict(train))}
+    return result if settings == spec.settings() else None
 
 
 def run_bench(
