@@ -127,6 +127,17 @@ def test_results_stored_before_a_config_field_changed_form_are_still_finished(
     assert calls == []
 
 
+def test_an_unfinished_run_from_before_compile_modes_resumes(tiny_bench, tmp_path, monkeypatch):
+    out = copy_of(tiny_bench, tmp_path)
+    run_dir = out / "runs/copy/lstm/seed-1"
+    (run_dir / "result.json").unlink()
+    stored = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**stored, "compile": False}))
+    calls = count_train_calls(monkeypatch)
+    outcomes = run_bench(tiny_config(), out, jobs=1, progress=False)
+    assert calls == [True] and not [o for o in outcomes if "error" in o]
+
+
 def test_run_without_result_is_resumed(tiny_bench, tmp_path, monkeypatch, capsys):
     out = copy_of(tiny_bench, tmp_path)
     (out / "runs/copy/lstm/seed-1/result.json").unlink()

@@ -33,16 +33,7 @@ VARIANTS = {
         "reverse",
         {"panm.mode2_exclusion": True, "panm.mode2_decoys": False, "panm.num_mode2": 2},
     ),
-    "previous-slot Mode-2 keys (dynamic recall)": (
-        "dynamic_recall",
-        {
-            "encoder": "none",
-            "memory_source": "embedding",
-            "encoder_bidirectional": True,
-            "panm.mode2_keys": "previous_slot",
-            "panm.mode2_decoys": False,
-        },
-    ),
+    "dynamic recall recipe (previous-slot Mode-2 keys)": ("dynamic_recall", {}),
     "output initial read, no initial read (Mix recipe)": (
         "mix",
         {"panm.output_initial_read": True, "panm.initial_read": False},
@@ -114,8 +105,10 @@ def test_training_losses_stay_equal_over_steps():
     torch.testing.assert_close(curves[1], curves[0], rtol=1e-4, atol=0)
 
 
-@pytest.mark.parametrize("initial_read", [True, False])
-def test_per_step_inputs_with_token_memory(initial_read):
+@pytest.mark.parametrize(
+    "initial_read, mode2_keys", [(True, "slot"), (False, "slot"), (True, "previous_slot")]
+)
+def test_per_step_inputs_with_token_memory(initial_read, mode2_keys):
     """PANM with a decoder input (input_dim > 0): memory given as rows of a table (rows padded
     on the right, on both sides and on the left), all steps at once and one step at a time
     (`plan` then `decode` per step, as cached generation does)."""
@@ -128,6 +121,8 @@ def test_per_step_inputs_with_token_memory(initial_read):
         input_dim=3,
         initial_read=initial_read,
         decoy_slots=2,
+        mode2_keys=mode2_keys,
+        mode2_decoys=mode2_keys == "slot",  # a decoy has no previous slot
     )
     torch.manual_seed(0)
     panm = PANM(config)

@@ -75,8 +75,9 @@ def test_gradients_reach_the_key_field_and_the_option_survives_save_and_load(tmp
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"mode2_key_fields": (2,)}, "distinct input fields"),
-        ({"mode2_key_fields": (1, 1)}, "distinct input fields"),
+        ({"mode2_key_fields": (2,)}, "mode2 key field 2 is not an input field"),
+        ({"mode2_key_fields": (1, 1)}, "mode2_key_fields has duplicates"),
+        ({"mode2_key_fields": (True,)}, "must hold ints"),
         ({"mode2_key_fields": (1,), "factored_reads": False}, "factored_reads"),
         (
             {"mode2_key_fields": (1,), "panm.num_mode2": 0, "panm.mode2_exclusion": False},

@@ -272,6 +272,13 @@ def test_compile_flag_reaches_the_benchmark(results, tmp_path, monkeypatch, caps
     assert expected in out
 
 
+def test_speed_config_takes_compile_modes_and_the_old_boolean():
+    assert SpeedConfig(compile=True).compile == "default"
+    assert SpeedConfig(compile=False).compile is None
+    with pytest.raises(ValueError, match="compile mode"):
+        SpeedConfig(compile="fastest")
+
+
 def test_compile_modes_and_their_options():
     from panm.training import compile_options
 

@@ -190,6 +190,8 @@ def test_a_run_stopped_by_its_time_limit_validates_its_last_step(tmp_path, monke
     assert result.step == 4 and len(validated) == 2  # at step 3 (eval_every) and at the end
     index = read_index(tmp_path / "run")
     assert index["best_step"] == 4 and index["best"] == index["latest"]
+    last = json.loads((tmp_path / "run/metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 4 and last["valid_sequence_accuracy"] == 0.2  # the final validation
 
 
 @pytest.mark.parametrize(

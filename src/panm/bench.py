@@ -520,9 +520,8 @@ def _cpu_model() -> str:
 def finished_result(spec: RunSpec, out_dir: Path) -> dict[str, Any] | None:
     """The run's stored result if it was made with the run's current settings, else None.
 
-    The stored training config is read as a `TrainConfig` before comparing, so a field whose
-    stored form has changed since (`compile`: false is now null) or a field added since (with
-    its default) does not make a finished run stale.
+    The stored training config is read as a `TrainConfig` before comparing
+    (`_train_config_json`), so a run finished by older code is not stale for that alone.
     """
     path = out_dir / spec.path / RESULT_NAME
     try:
@@ -533,11 +532,17 @@ def finished_result(spec: RunSpec, out_dir: Path) -> dict[str, Any] | None:
     if not isinstance(settings, dict):
         return None
     try:
-        train = config_from_dict(TrainConfig, settings["train"])
+        settings = {**settings, "train": _train_config_json(settings["train"])}
     except (KeyError, TypeError, ValueError):
         return None
-    settings = {**settings, "train": _jsonable(dataclasses.asdict(train))}
     return result if settings == spec.settings() else None
+
+
+def _train_config_json(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored training config (run.json, or a result's settings) as today's `TrainConfig`
+    writes it: fields whose stored form changed since (`compile`: false is now null) or added
+    since (their defaults) compare equal to a new run's."""
+    return _jsonable(dataclasses.asdict(config_from_dict(TrainConfig, stored)))
 
 
 def run_bench(
@@ -671,7 +676,7 @@ def _check_same_run(run_dir: Path, config: TrainConfig) -> None:
     """Raises ValueError if `run_dir` holds a run of other settings (budgets and
     evaluation-only model settings may differ). Model settings are compared as the model
     configs they give, so naming a setting at its default value changes nothing."""
-    stored = json.loads((run_dir / RUN_CONFIG).read_text())
+    stored = _train_config_json(json.loads((run_dir / RUN_CONFIG).read_text()))
     planned = _jsonable(dataclasses.asdict(config))
     differing = sorted(
         key

@@ -93,14 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="model setting, e.g. --set panm.decoy_slots=8 (VALUE is JSON or a string)",
     )
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
-    tr.add_argument(
-        "--compile",
-        nargs="?",
-        const="default",
-        choices=COMPILE_MODES,
-        metavar="MODE",
-        help="torch.compile the model; MODE: default, or reduce-overhead (CUDA graphs on a GPU)",
-    )
+    add_compile_flag(tr, "torch.compile the model")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_flags(tr)
     tr.set_defaults(run=run_train)
@@ -190,15 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="time the authors' PANM from DIR (a checkout of thaihungle/PANM) beside ours",
     )
-    sp.add_argument(
-        "--compile",
-        nargs="?",
-        const="default",
-        choices=COMPILE_MODES,
-        metavar="MODE",
-        help="also time torch.compile'd panm and attention; MODE: default, or reduce-overhead "
-        "(CUDA graphs on a GPU); compiling takes minutes",
-    )
+    add_compile_flag(sp, "also time torch.compile'd panm and attention (compiling takes minutes)")
     sp.set_defaults(run=run_speed)
 
     vz = commands.add_parser("viz", help="draw PANM's pointer attention for one example (PNG)")
@@ -210,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     vz.add_argument("--out", help="PNG file (default: CHECKPOINT/pointers-LENGTH.png)")
     vz.set_defaults(run=run_viz)
     return parser
+
+
+def add_compile_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        choices=COMPILE_MODES,
+        metavar="MODE",
+        help=f"{what}; MODE: default, or reduce-overhead (CUDA graphs on a GPU)",
+    )
 
 
 def add_device_flags(parser: argparse.ArgumentParser) -> None:

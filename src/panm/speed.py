@@ -66,6 +66,7 @@ from panm.tasks.base import Batch
 from panm.training import (
     TrainConfig,
     clip_gradients,
+    compile_mode,
     compile_options,
     make_optimizer,
     sequence_loss,
@@ -139,6 +140,7 @@ class SpeedConfig:
             raise ValueError(f"eval_lengths must be positive lengths, got {self.eval_lengths}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        self.compile = compile_mode(self.compile)
 
     @classmethod
     def quick(cls, **changes: Any) -> SpeedConfig:

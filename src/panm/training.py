@@ -73,6 +73,16 @@ def compile_options(mode: str = "default") -> dict[str, Any]:
     return options
 
 
+def compile_mode(setting: bool | str | None) -> str | None:
+    """A `compile` setting as a mode of `COMPILE_MODES` or None (off); True / False, as files
+    written before compile modes hold it, mean "default" / off. Raises ValueError if unknown."""
+    if isinstance(setting, bool):
+        return "default" if setting else None
+    if setting is not None:
+        compile_options(setting)
+    return setting
+
+
 def compile_module(module: nn.Module, mode: str = "default") -> nn.Module:
     """`torch.compile(module)` with `compile_options(mode)`."""
     return torch.compile(module, options=compile_options(mode))  # type: ignore[return-value]
@@ -114,10 +124,7 @@ class TrainConfig:
     compile: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.compile, bool):  # run.json files written before compile modes
-            self.compile = "default" if self.compile else None
-        if self.compile is not None:
-            compile_options(self.compile)  # rejects an unknown mode
+        self.compile = compile_mode(self.compile)
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.minutes is not None and self.minutes <= 0:
@@ -389,8 +396,12 @@ def _train(
     finally:
         bar.close()
     if rank == 0 and (index.get("latest") != f"checkpoints/step-{step:08d}"):
-        # A run stopped by its time limit between validations: its last steps may be its best.
-        index = _update_best(index, validate(model, task, valid, device), step)
+        # The run ended between validations (its time limit, or a step budget that is not a
+        # multiple of eval_every and log_every): its last steps may be its best.
+        scores = validate(model, task, valid, device)
+        index = _update_best(index, scores, step)
+        seconds = round(time.monotonic() - started, 2)
+        _log(run_dir, {"step": step, "elapsed_seconds": seconds, **scores}, writer, on_log)
         checkpoint()
     if writer is not None:
         writer.close()

@@ -53,25 +53,31 @@ class Seq2SeqConfig:
         check_ordinal_fields(self.input_vocab_sizes, self.ordinal_fields)
 
 
+def check_input_fields(name: str, vocab_sizes: tuple[int, ...], fields: tuple[int, ...]) -> None:
+    """Raises ValueError unless `fields` (the setting `name`) is a tuple of distinct indices of
+    input fields in `vocab_sizes`."""
+    noun = name.removesuffix("s").replace("_", " ")  # "ordinal_fields" -> "ordinal field"
+    if not isinstance(fields, tuple):
+        raise ValueError(f"{name} must be a tuple of field indices, got {type(fields).__name__}")
+    for field in fields:
+        if not isinstance(field, int) or isinstance(field, bool):
+            raise ValueError(f"{name} must hold ints, got {field!r}")
+        if not 0 <= field < len(vocab_sizes):
+            raise ValueError(
+                f"{noun} {field} is not an input field (there are {len(vocab_sizes)}: "
+                f"0..{len(vocab_sizes) - 1})"
+            )
+    if len(set(fields)) != len(fields):
+        raise ValueError(f"{name} has duplicates: {fields}")
+
+
 def check_ordinal_fields(vocab_sizes: tuple[int, ...], ordinal_fields: tuple[int, ...]) -> None:
     """Raises ValueError unless `ordinal_fields` are distinct indices of fields in `vocab_sizes`
     that have at least one value besides padding."""
-    if not isinstance(ordinal_fields, tuple):
-        raise ValueError(
-            f"ordinal_fields must be a tuple of field indices, got {type(ordinal_fields).__name__}"
-        )
+    check_input_fields("ordinal_fields", vocab_sizes, ordinal_fields)
     for field in ordinal_fields:
-        if not isinstance(field, int) or isinstance(field, bool):
-            raise ValueError(f"ordinal_fields must hold ints, got {field!r}")
-        if not 0 <= field < len(vocab_sizes):
-            raise ValueError(
-                f"ordinal field {field} is not an input field (there are {len(vocab_sizes)}: "
-                f"0..{len(vocab_sizes) - 1})"
-            )
         if vocab_sizes[field] < 2:
             raise ValueError(f"ordinal field {field} has no value besides padding (vocab 1)")
-    if len(set(ordinal_fields)) != len(ordinal_fields):
-        raise ValueError(f"ordinal_fields has duplicates: {ordinal_fields}")
 
 
 class OrdinalEmbedding(nn.Module):

@@ -15,6 +15,7 @@ from panm.models.base import (
     Seq2SeqConfig,
     Seq2SeqModel,
     TokenEmbedding,
+    check_input_fields,
 )
 
 ENCODERS = ("gru", "lstm", "transformer", "none")
@@ -107,16 +108,7 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
         )
 
     def _check_mode2_key_fields(self) -> None:
-        fields = self.mode2_key_fields
-        if not isinstance(fields, tuple) or not all(isinstance(f, int) for f in fields):
-            raise ValueError(f"mode2_key_fields must be a tuple of field indices, got {fields!r}")
-        if len(set(fields)) != len(fields) or not all(
-            0 <= f < len(self.input_vocab_sizes) for f in fields
-        ):
-            raise ValueError(
-                f"mode2_key_fields must be distinct input fields (0..."
-                f"{len(self.input_vocab_sizes) - 1}), got {fields}"
-            )
+        check_input_fields("mode2_key_fields", self.input_vocab_sizes, self.mode2_key_fields)
         if self.memory_source != "embedding" or not self.factored_reads:
             raise ValueError("mode2_key_fields needs memory_source='embedding' and factored_reads")
         if self.panm.num_mode2 < 1:
