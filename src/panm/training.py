@@ -83,11 +83,6 @@ def compile_mode(setting: bool | str | None) -> str | None:
     return setting
 
 
-def compile_module(module: nn.Module, mode: str = "default") -> nn.Module:
-    """`torch.compile(module)` with `compile_options(mode)`."""
-    return torch.compile(module, options=compile_options(mode))  # type: ignore[return-value]
-
-
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved as DIR/run.json).
@@ -326,7 +321,7 @@ def _train(
     if world > 1:
         trained = nn.parallel.DistributedDataParallel(model)
     if config.compile:
-        trained = compile_module(trained, config.compile)  # type: ignore[assignment]
+        trained = torch.compile(trained, options=compile_options(config.compile))  # type: ignore[assignment]
     valid = validation_examples(task, config) if rank == 0 else []
     train_set = training_set(task, config) if config.train_examples else None
     bos_id = model.decoder_start_id(task)

@@ -148,11 +148,11 @@ class TokenEmbedding(nn.Module):
         offsets = torch.cumsum(sizes, 0) - sizes
         return ids + offsets, torch.cat([t.weight for t in self.tables], dim=0)
 
-    def field_rows(self, fields: tuple[int, ...], device: torch.device) -> Tensor:
+    def field_rows(self, fields: tuple[int, ...]) -> Tensor:
         """(V,) bool: which rows of the `factors` table belong to `fields`."""
         return torch.cat(
             [
-                torch.full((t.num_embeddings,), i in fields, dtype=torch.bool, device=device)
+                torch.full((t.num_embeddings,), i in fields, dtype=torch.bool)
                 for i, t in enumerate(self.tables)
             ]
         )

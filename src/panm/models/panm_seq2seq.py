@@ -148,6 +148,11 @@ class PANMSeq2Seq(Seq2SeqModel):
                 position=config.transformer_position,
             )
         self.memory = PANM(config.panm)
+        # PANM's `key_rows` (V,): the embedding table rows of mode2_key_fields, made once
+        key_rows = (
+            self.embedding.field_rows(config.mode2_key_fields) if config.mode2_key_fields else None
+        )
+        self.register_buffer("key_rows", key_rows, persistent=False)
 
     @staticmethod
     def _build_encoder(config: PANMSeq2SeqConfig) -> nn.Module | None:
@@ -198,7 +203,7 @@ class PANMSeq2Seq(Seq2SeqModel):
             base_address=base_address,
             controller_state=controller_state,
             memory_tokens=self._memory_tokens(src),
-            key_rows=self._key_rows(src),
+            key_rows=self.key_rows,
         )
 
     def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
@@ -216,7 +221,7 @@ class PANMSeq2Seq(Seq2SeqModel):
             num_steps,
             controller_state=controller_state,
             memory_tokens=self._memory_tokens(src),
-            key_rows=self._key_rows(src),
+            key_rows=self.key_rows,
         )
         decoder_input, decoder = self.decoder_input, self.decoder
 
@@ -234,12 +239,6 @@ class PANMSeq2Seq(Seq2SeqModel):
         if self.config.memory_source == "embedding" and self.config.factored_reads:
             return self.embedding.factors(src)
         return None
-
-    def _key_rows(self, src: Tensor) -> Tensor | None:
-        """PANM's `key_rows` (V,): the embedding table rows of `mode2_key_fields`, or None."""
-        if not self.config.mode2_key_fields:
-            return None
-        return self.embedding.field_rows(self.config.mode2_key_fields, src.device)
 
     def _encode(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """The memory slots (B, L, D) of src (B, L, F), and the controller's start (B, hidden)
