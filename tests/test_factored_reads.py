@@ -42,6 +42,19 @@ VARIANTS = {
         "reverse",
         {"panm.output_initial_read": True, "panm.num_mode1": 3, "panm.num_mode2": 2},
     ),
+    "output previous read, no initial read": (
+        "reverse",
+        {"panm.output_previous_read": True, "panm.initial_read": False},
+    ),
+    "output initial and previous reads, 3 Mode-1 (Mix)": (
+        "mix",
+        {
+            "panm.output_initial_read": True,
+            "panm.output_previous_read": True,
+            "panm.initial_read": False,
+            "panm.num_mode1": 3,
+        },
+    ),
     "given controller state (GRU encoder, embedding memory)": (
         "copy",
         {"encoder": "gru", "panm.controller_init": "given"},

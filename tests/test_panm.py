@@ -221,6 +221,7 @@ def test_padded_slots_get_exactly_zero_weight(decoys):
         {"initial_read": True},
         {"controller_init": "learned", "initial_read": True},
         {"output_initial_read": True, "decoy_slots": 4},
+        {"output_previous_read": True, "eval_pointers": "hard"},
         {"mode2_exclusion": True},
         {
             "mode2_exclusion": True,

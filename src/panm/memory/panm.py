@@ -11,7 +11,8 @@ Read top to bottom: the config, the output, then `PANM.forward`, which
    memory, `memory_tokens`, it maps the reads without making them; see `_mapped_reads`);
 5. runs the GRU controller over the reads and the optional decoder input, and maps
    [controller state, Mode-1 reads, Mode-2 reads] of every step (with output_initial_read,
-   also the slots under the initial pointers) to outputs with an MLP (`PANM.decode`: all
+   also the slots under the initial pointers; with output_previous_read, the step before's
+   Mode-1 reads) to outputs with an MLP (`PANM.decode`: all
    steps at once, or one at a time in cached generation).
 
 Shapes: B batch, L memory slots, D memory width, T decoding steps, G Mode-1 pointers, H Mode-2
@@ -94,6 +95,11 @@ class PANMConfig:
         Mode-1 pointers side by side (G * D more inputs to its first layer; independent of
         initial_read): what lies under the initial pointers, e.g. Mix's op, is then read at
         every step instead of carried in the controller's state (docs/results.md) [False].
+    output_previous_read: the output MLP also takes the Mode-1 reads of the step before (at
+        step 0, the slots under the initial pointers; G * D more inputs). A pointer moves before
+        it reads, so an answer that is the slot a pointer *starts* on and then each slot it
+        leaves (Reverse's, from the last slot down) is then read, not carried for one step in
+        the controller's state, the same at step 0 as at every later step [False].
     """
 
     memory_dim: int = 128
@@ -121,6 +127,7 @@ class PANMConfig:
     controller_init: str = "memory_sum"
     initial_read: bool = False
     output_initial_read: bool = False
+    output_previous_read: bool = False
 
     retired_fields: ClassVar[dict[str, Any]] = {
         "pointer_start": "inside",
@@ -207,13 +214,13 @@ class PANMPlan:
 
     reads: (B, T, (G + H) * D) the Mode-1 then Mode-2 reads of every step, then with
         output_initial_read the initial read (the slots under the initial pointers, G * D,
-        the same at every step); None over token memory (`memory_tokens`), whose plan holds
-        the reads' linear maps instead:
+        the same at every step), then with output_previous_read the step before's Mode-1
+        reads (G * D; the initial read at step 0); None over token memory (`memory_tokens`),
+        whose plan holds the reads' linear maps instead:
     read_gates: (B, T, 3 * hidden_dim) the controller GRU's input gates from the Mode-1 reads
         (its W_ih over the reads, plus b_ih), token memory only.
     read_features: (B, T, hidden_dim) the output MLP's first layer over the Mode-1 and Mode-2
-        reads and, with output_initial_read, the initial read, plus its bias, token memory
-        only.
+        reads and the optional initial and previous reads, plus its bias, token memory only.
     pointers, mode1_weights, mode2_weights, mode2_pointers, addresses: as in `PANMOutput`.
     controller_state: (B, hidden_dim) after the steps decoded so far (`steps_done`).
     """
@@ -276,10 +283,10 @@ class PANM(nn.Module, Pretrained):
         self.controller = nn.GRU(
             c.input_dim + c.num_mode1 * c.memory_dim, c.hidden_dim, batch_first=True
         )
-        # The output MLP's inputs: [state, Mode-1 reads, Mode-2 reads, initial read (optional)].
+        # The output MLP's inputs: [state, Mode-1 reads, Mode-2 reads, initial read (optional),
+        # previous Mode-1 reads (optional)].
         features = c.hidden_dim + (c.num_mode1 + c.num_mode2) * c.memory_dim
-        if c.output_initial_read:
-            features += c.num_mode1 * c.memory_dim
+        features += (c.output_initial_read + c.output_previous_read) * c.num_mode1 * c.memory_dim
         self.output_head = nn.Sequential(
             nn.Linear(features, c.hidden_dim), nn.ReLU(), nn.Linear(c.hidden_dim, c.output_dim)
         )
@@ -430,7 +437,8 @@ class PANM(nn.Module, Pretrained):
         """Mode-1 reads at the weights w1 (B, T, G, L') and Mode-2 over slot_memory (B, L', D):
         the Mode-2 weights (B, T, H, L') and the reads (B, T, (G + H) * D), followed with
         output_initial_read by the slots under the initial pointers start_slots (B, G) at every
-        step (G * D more)."""
+        step (G * D more), then with output_previous_read by the step before's Mode-1 reads
+        (G * D more; those slots at step 0)."""
         batch, num_steps, _, num_slots = w1.shape
         value1 = _weighted_read(w1, slot_memory)  # (B, T, G, D): v_t = sum_i w_t[i] M[i]
         reads = [value1.flatten(2)]
@@ -439,9 +447,13 @@ class PANM(nn.Module, Pretrained):
             memory_keys = self.relational.keys(self._key_content(slot_memory))
             w2 = self.relational(value1, memory_keys, mode2_mask)  # (B, T, H, L')
             reads.append(_weighted_read(w2, slot_memory).flatten(2))
-        if self.config.output_initial_read:
-            start_read = _slots_at(slot_memory, start_slots)  # (B, G * D)
-            reads.append(start_read.unsqueeze(1).expand(-1, num_steps, -1))
+        c = self.config
+        if c.output_initial_read or c.output_previous_read:
+            start_read = _slots_at(slot_memory, start_slots).unsqueeze(1)  # (B, 1, G * D)
+            if c.output_initial_read:
+                reads.append(start_read.expand(-1, num_steps, -1))
+            if c.output_previous_read:
+                reads.append(torch.cat([start_read, reads[0][:, :-1]], dim=1))
         return w2, torch.cat(reads, dim=-1)
 
     def _map_reads(
@@ -459,7 +471,8 @@ class PANM(nn.Module, Pretrained):
         (B, T, hidden). The Mode-2 keys are the key map of the table rows, its queries the
         query map of the Mode-1 reads (`_mapped_reads`); with key_rows (V,) the keys are those of
         the masked rows alone. With output_initial_read, the initial
-        read under start_slots (B, G) is mapped once per sequence and added at every step."""
+        read under start_slots (B, G) is mapped once per sequence and added at every step; with
+        output_previous_read, the step before's Mode-1 reads are mapped too."""
         c = self.config
         batch, num_steps, _, num_slots = w1.shape
         w2 = w1.new_zeros(batch, num_steps, 0, num_slots)
@@ -489,11 +502,18 @@ class PANM(nn.Module, Pretrained):
             first_layer.weight[:, c.hidden_dim : reads_end],
             first_layer.bias,
         )
+        start = _start_weights(start_slots, num_slots, w1.dtype)  # (B, 1, G, L')
+        width = c.num_mode1 * c.memory_dim
         if c.output_initial_read:
-            start = _start_weights(start_slots, num_slots, w1.dtype)  # (B, 1, G, L')
             read_features = read_features + _mapped_reads(
-                start, slot_rows, table, first_layer.weight[:, reads_end:]
+                start, slot_rows, table, first_layer.weight[:, reads_end : reads_end + width]
             )  # (B, 1, hidden) broadcast over the steps
+            reads_end += width
+        if c.output_previous_read:
+            previous = torch.cat([start, w1[:, :-1]], dim=1)  # (B, T, G, L')
+            read_features = read_features + _mapped_reads(
+                previous, slot_rows, table, first_layer.weight[:, reads_end:]
+            )
         return w2, read_gates, read_features
 
     def _key_content(self, slots: Tensor) -> Tensor:
