@@ -133,11 +133,12 @@ def test_the_gradient_reaches_the_new_columns(tokens):
     assert (grad[:, -g * d :].abs().sum(0) > 0).all()  # every new column
 
 
-def test_save_load_round_trip(tmp_path):
-    panm = build(**{**RECIPE, "initial_read": False}, output_initial_read=True).eval()
+@pytest.mark.parametrize("option", ["output_initial_read", "output_previous_read"])
+def test_save_load_round_trip(tmp_path, option):
+    panm = build(**{**RECIPE, "initial_read": False}, **{option: True}).eval()
     panm.save_pretrained(tmp_path)
     loaded = PANM.from_pretrained(tmp_path).double().eval()
-    assert loaded.config == panm.config and loaded.config.output_initial_read
+    assert loaded.config == panm.config and getattr(loaded.config, option)
     inputs = batch(False)
     torch.testing.assert_close(
         run(loaded, *inputs).logits, run(panm, *inputs).logits, rtol=0, atol=0

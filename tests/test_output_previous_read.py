@@ -3,7 +3,8 @@ before (at step 0, the slots under the initial pointers).
 
 Factored against dense reads, cached decoding and batch invariance are checked with the option
 on in test_factored_reads.py, test_cached_decoding.py and test_panm.py; this file checks what
-the new inputs hold, the parameter layout, the gradient and a save/load round trip.
+the new inputs hold, the parameter layout and the gradient (the save/load round trip is in
+test_output_initial_read.py).
 """
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from panm_reference import RECIPE  # the extrapolating recipe's PANM settings, 3 decoys
 from test_output_initial_read import SMALL, STEPS, batch, build, run
 
-from panm import PANM, PANMConfig
+from panm import PANMConfig
 
 G, D = 2, SMALL["memory_dim"]
 
@@ -62,17 +63,6 @@ def test_the_gradient_reaches_the_new_columns(tokens):
     grad = panm.output_head[0].weight.grad
     assert grad is not None
     assert (grad[:, -G * D :].abs().sum(0) > 0).all()  # every new column
-
-
-def test_save_load_round_trip(tmp_path):
-    panm = build(**RECIPE, output_previous_read=True).eval()
-    panm.save_pretrained(tmp_path)
-    loaded = PANM.from_pretrained(tmp_path).double().eval()
-    assert loaded.config == panm.config and loaded.config.output_previous_read
-    inputs = batch(False)
-    torch.testing.assert_close(
-        run(loaded, *inputs).logits, run(panm, *inputs).logits, rtol=0, atol=0
-    )
 
 
 def test_the_option_must_be_a_bool():
