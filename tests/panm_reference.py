@@ -19,7 +19,7 @@ import torch
 
 from panm.memory.panm import PANM, PANMConfig
 from panm.models.registry import build_model
-from panm.recipes import default_train_config
+from panm.recipes import PANM_EXTRAPOLATING, default_train_config
 from panm.tasks import get_task
 from panm.tasks.base import collate
 from panm.training import (
@@ -43,7 +43,7 @@ PAPER = {
     "panm.pointer_inputs": "recent",
     "panm.eval_pointers": "soft",
 }
-MODEL_CASES = {  # name -> (task, overrides on top of the task's PANM recipe)
+MODEL_CASES = {  # name -> (task, overrides on top of the task's PANM recipe at f28e6d4)
     "copy recipe": ("copy", {}),
     "copy recipe, dense reads": ("copy", {"factored_reads": False}),
     "paper": ("copy", PAPER),
@@ -81,21 +81,16 @@ MODEL_CASES = {  # name -> (task, overrides on top of the task's PANM recipe)
         },
     ),
     "priority sort recipe": ("priority_sort", {}),
-    # the dynamic recall recipe of commit f28e6d4, when these values were stored: forward-GRU
-    # memory and the paper's Mode-2 (the recipe now keys Mode-2 on the previous slot)
+    # the dynamic recall recipe of commit f28e6d4: forward-GRU memory
     "dynamic recall recipe": (
         "dynamic_recall",
-        {
-            "encoder": "gru",
-            "memory_source": "encoder",
-            "encoder_bidirectional": False,
-            "panm.mode2_keys": "slot",
-            "panm.mode2_selection": "soft",
-            "panm.mode2_tie_margin": 0.0,
-            "panm.mode2_decoys": True,
-        },
+        {"encoder": "gru", "memory_source": "encoder", "encoder_bidirectional": False},
     ),
 }
+# At commit f28e6d4, when these values were stored, Copy, Reverse and Dynamic Recall trained on
+# PANM_EXTRAPOLATING (with Dynamic Recall's memory above); they share another recipe since
+# (`panm.recipes.POINTER_TASKS`), so their cases start from PANM_EXTRAPOLATING.
+FORMER_RECIPE_TASKS = ("copy", "reverse", "dynamic_recall")
 RECIPE = dict(
     address_similarity="bitwise",
     decoy_slots=3,
@@ -124,6 +119,8 @@ def run_model_case(name: str, training: bool) -> dict[str, torch.Tensor]:
     greedy tokens."""
     task_name, overrides = MODEL_CASES[name]
     recipe = default_train_config(task_name, "panm").model_overrides
+    if task_name in FORMER_RECIPE_TASKS:
+        recipe = PANM_EXTRAPOLATING
     if task_name == "scan":  # previous-token decoder input (SCAN has a BOS token)
         task = get_task("scan", split="cutoff-44")
         examples = [e for e in task.examples("train") if len(e["target"]) < 14][::97][:10]
@@ -221,12 +218,12 @@ def run_memory_case(
 
 
 def training_curve(steps: int = 25) -> dict[str, torch.Tensor]:
-    """The losses of `steps` training steps of a small default-recipe Copy model from one seed,
-    as `panm.training.train` takes a step (batch 16, clipping at 1, Adam at 1e-3)."""
+    """The losses of `steps` training steps of a small Copy model of the f28e6d4 recipe
+    (PANM_EXTRAPOLATING) from one seed, as `panm.training.train` takes a step (batch 16,
+    clipping at 1, Adam at 1e-3)."""
     task = get_task("copy")
-    recipe = default_train_config("copy", "panm").model_overrides
     torch.manual_seed(0)
-    model = build_model("panm", task, {**recipe, **SMALL})
+    model = build_model("panm", task, {**PANM_EXTRAPOLATING, **SMALL})
     optimizer = make_optimizer(model, 1e-3)
     config = TrainConfig(task="copy", batch_size=16)
     losses = []

@@ -7,6 +7,7 @@ from panm.models.registry import LM_MODEL_NAMES, MODEL_NAMES, model_config
 from panm.recipes import (
     FORWARD_GRU_MEMORY,
     PANM_EXTRAPOLATING,
+    POINTER_TASKS,
     SORT_BY_CONTENT,
     default_train_config,
 )
@@ -61,7 +62,7 @@ def test_chomsky_recipes_follow_the_task_families():
 
     bits = {"panm.address_bits": 10}  # 1,024 addresses for test lengths up to 500
     for task_name in ("reverse_string", "duplicate_string", "odds_first"):
-        assert overrides(task_name) == {**overrides("reverse"), **bits}
+        assert overrides(task_name) == {**PANM_EXTRAPOLATING, **bits}
     assert overrides("bucket_sort") == {**PANM_EXTRAPOLATING, **SORT_BY_CONTENT, **bits}
     for task_name in ("binary_addition", "stack_manipulation", "parity_check"):
         assert overrides(task_name) == {**PANM_EXTRAPOLATING, **FORWARD_GRU_MEMORY, **bits}
@@ -80,5 +81,16 @@ def test_dynamic_recall_keys_mode2_on_the_previous_slot_and_id_sort_on_the_ids()
         "panm", get_task("id_sort"), default_train_config("id_sort", "panm").model_overrides
     )
     assert id_sort.ordinal_fields == (1,) and id_sort.mode2_key_fields == (1,)
-    mix = default_train_config("mix", "panm").model_overrides
-    assert mix["panm.output_initial_read"] and not mix["panm.initial_read"]
+
+
+def test_the_pointer_tasks_share_one_recipe_and_other_tasks_keep_the_base():
+    def overrides(task_name):
+        return default_train_config(task_name, "panm").model_overrides
+
+    copy = overrides("copy")
+    assert copy == {**PANM_EXTRAPOLATING, **POINTER_TASKS}
+    for task_name in ("reverse", "mix", "dynamic_recall"):
+        assert overrides(task_name) == copy
+    assert copy["panm.output_initial_read"] and copy["panm.output_previous_read"]
+    assert not copy["panm.initial_read"]
+    assert overrides("scan") == PANM_EXTRAPOLATING

@@ -8,7 +8,8 @@ from __future__ import annotations
 from panm.models.registry import LM_MODEL_NAMES
 from panm.training import TrainConfig
 
-# The PANM design that extrapolates on Copy, Reverse and Mix (see docs/results.md): memory slots
+# The PANM design that extrapolates (docs/results.md), on which every PANM recipe below builds
+# (the LM path and a task without a recipe of its own take it as it is): memory slots
 # hold token embeddings, address attention matches every address bit, training adds decoy slots,
 # the controller reads the initial pointers' slots before step 1 and starts from the mean (not
 # the sum) of memory, the Pointer Unit computes each move from the latest pointer alone (3 GRU
@@ -26,31 +27,39 @@ PANM_EXTRAPOLATING = {
     "panm.pointer_inputs": "latest",
     "panm.eval_pointers": "hard",
 }
-# Per-task changes to that design (docs/results.md, "The other four tasks" and Appendix A,
-# "Diagnosis at 44 and 88"), each a mechanism that holds at any length by construction:
-# - mix reads its op once (the step-0 read of slot 0), and a GRU state driven by 40-80 more
-#   reads forgets it: the step-0 reads go to the output at every step instead
-#   (`output_initial_read`; with it the controller's own step-0 read is dropped);
-# - dynamic recall answers with the token after the query's *first* occurrence: its Mode-2 head
-#   keys every slot by the slot before it (`mode2_keys="previous_slot"`), so the slots after all
-#   occurrences of the query score alike and hard selection reads the first of them (a margin
-#   of 0.001 absorbs float rounding); Mode-2 skips the decoys, which have no predecessor. (Its
-#   former memory, a forward GRU's states, knew "first" from a state that faded past the
-#   training positions: 88.8-93.0% at 88.)
-# - the sorting tasks read memory in key order with one Mode-2 head: a learned constant query
-#   scores each slot by its content, the head reads the best slot alone and never again (a
-#   selection sort), and it searches the real slots only (a decoy holds another sample's item);
-#   priority sort reads slots whose scores are within 1 of the best in input order, its ties;
-#   id sort embeds its ids as an ordinal field and keys Mode-2 on the ids alone, so a slot's
-#   score is monotone in its id for any weights and its token cannot reorder two slots (learned
-#   id by id, 9-19 of the 255 neighbouring pairs stayed in the wrong order: 1.3-18% at 88).
-MIX = {"panm.output_initial_read": True, "panm.initial_read": False}
-FIRST_OCCURRENCE = {
+# One recipe for the four tasks whose answers are slots read in an order set by positions or by
+# a content match (Copy, Reverse, Mix, Dynamic Recall; docs/results.md, "One recipe for four
+# tasks"): the design above, plus
+# - the output reads what it answers instead of the controller carrying it: the slots under the
+#   initial pointers at every step (`output_initial_read`: Mix's op, which a GRU state driven
+#   by 40-80 more reads forgets) and the step before's Mode-1 reads (`output_previous_read`: a
+#   pointer moves before it reads, so Copy's and Reverse's answer, the slot a pointer starts on
+#   and then each slot it leaves, is the read of the step before); the controller no longer
+#   reads the initial slots (`initial_read` off), as no answer needs them in its state;
+# - the Mode-2 head keys every slot by the slot before it (`mode2_keys="previous_slot"`) and
+#   reads the top slot alone: Dynamic Recall answers with the token after the query's *first*
+#   occurrence, and the slots after all occurrences score alike, so hard selection with a
+#   margin of 0.001 (float rounding) reads the first of them; it skips the decoys, which have
+#   no predecessor. (Its former memory, a forward GRU's states, knew "first" from a state that
+#   faded past the training positions: 88.8-93.0% at 88.) The other three tasks do not use
+#   Mode-2 (Copy's ablation without it is exact), and a hard read of one slot stays an exact
+#   slot at any length where a soft one averages more slots as the memory grows.
+POINTER_TASKS = {
+    "panm.initial_read": False,
+    "panm.output_initial_read": True,
+    "panm.output_previous_read": True,
     "panm.mode2_keys": "previous_slot",
     "panm.mode2_selection": "hard",
     "panm.mode2_tie_margin": 0.001,
     "panm.mode2_decoys": False,
 }
+# The sorting tasks read memory in key order with one Mode-2 head: a learned constant query
+# scores each slot by its content, the head reads the best slot alone and never again (a
+# selection sort), and it searches the real slots only (a decoy holds another sample's item);
+# priority sort reads slots whose scores are within 1 of the best in input order, its ties;
+# id sort embeds its ids as an ordinal field and keys Mode-2 on the ids alone, so a slot's
+# score is monotone in its id for any weights and its token cannot reorder two slots (learned
+# id by id, 9-19 of the 255 neighbouring pairs stayed in the wrong order: 1.3-18% at 88).
 SORT_BY_CONTENT = {
     "panm.mode2_query": "constant",
     "panm.mode2_selection": "hard",
@@ -80,14 +89,15 @@ CHOMSKY_PREFIX_TASKS = (
     "cycle_navigation",
 )
 PANM_TASK_RECIPES = {
-    "mix": MIX,
-    "dynamic_recall": FIRST_OCCURRENCE,
+    **{key: POINTER_TASKS for key in ("copy", "reverse", "mix", "dynamic_recall")},
     "priority_sort": {**SORT_BY_CONTENT, "panm.mode2_tie_margin": 1.0},
     "id_sort": {**SORT_BY_CONTENT, "ordinal_fields": (ID_FIELD,), "mode2_key_fields": (ID_FIELD,)},
     **{key: CHOMSKY_ADDRESSES for key in ("reverse_string", "duplicate_string", "odds_first")},
     "bucket_sort": {**SORT_BY_CONTENT, **CHOMSKY_ADDRESSES},
     **{key: {**FORWARD_GRU_MEMORY, **CHOMSKY_ADDRESSES} for key in CHOMSKY_PREFIX_TASKS},
 }
+"""Each task's changes to PANM_EXTRAPOLATING; a task not listed (SCAN, a user's own task) gets
+PANM_EXTRAPOLATING alone."""
 
 # The issue-5 protocol: at most 15 minutes of CPU training per run (whichever of steps and
 # minutes ends first), validation every 500 steps.
