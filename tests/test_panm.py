@@ -219,7 +219,6 @@ def test_padded_slots_get_exactly_zero_weight(decoys):
         {"eval_pointers": "hard", "decoy_slots": 4},
         {"pointer_window": 2, "controller_init": "memory_mean"},
         {"initial_read": True},
-        {"controller_init": "learned", "initial_read": True},
         {"output_initial_read": True, "decoy_slots": 4},
         {"output_previous_read": True, "eval_pointers": "hard"},
         {"mode2_exclusion": True},
@@ -287,7 +286,7 @@ def test_decoy_slots_only_in_training_and_outside_the_window():
     assert out.mode1_weights.shape[-1] == 7
 
 
-@pytest.mark.parametrize("controller_init", ["memory_sum", "memory_mean", "learned"])
+@pytest.mark.parametrize("controller_init", ["memory_sum", "memory_mean"])
 def test_gradients_reach_every_parameter(controller_init):
     panm = make_panm(
         input_dim=5,
@@ -303,24 +302,6 @@ def test_gradients_reach_every_parameter(controller_init):
         assert param.grad is not None and param.grad.abs().sum() > 0, name
     assert memory.grad[mask].abs().sum() > 0
     assert (memory.grad[~mask] == 0).all()
-
-
-def test_learned_start_is_one_state_for_every_memory():
-    # "learned" starts every sequence, of any length, from the same trained vector: the same
-    # decoding as a "given" start equal to that vector.
-    learned = make_panm(controller_init="learned", initial_read=True).eval()
-    with torch.no_grad():
-        learned.controller_start.normal_()
-    given = make_panm(controller_init="given", initial_read=True).eval()
-    weights = {k: v for k, v in learned.state_dict().items() if k != "controller_start"}
-    given.load_state_dict(weights)
-    for lengths in ([4, 2], [30, 9]):
-        memory, mask = random_memory(lengths)
-        start = learned.controller_start.expand(2, -1)
-        torch.testing.assert_close(
-            learned(memory, mask, num_steps=3).logits,
-            given(memory, mask, num_steps=3, controller_state=start).logits,
-        )
 
 
 def test_given_controller_state():

@@ -33,7 +33,7 @@ from panm.memory.recurrence import gru_run
 from panm.memory.relational import RelationalAccess
 from panm.pretrained import Pretrained
 
-CONTROLLER_INITS = ("memory_sum", "memory_mean", "learned", "given")
+CONTROLLER_INITS = ("memory_sum", "memory_mean", "given")
 EVAL_BASES = ("zero", "random")
 EVAL_POINTERS = ("soft", "hard")
 MODE2_QUERIES = ("reads", "constant")
@@ -86,9 +86,7 @@ class PANMConfig:
     decoy_slots: training-only slots per sequence, each with a real slot's address with one
         bit flipped and the content of another sample's slot [0].
     controller_init: the controller's start: "memory_sum" (the paper: projected sum of valid
-        slots), "memory_mean", "learned" (one learned state for every sequence, so the first
-        step does not change with the length) or "given" (the caller's `controller_state`)
-        ["memory_sum"].
+        slots), "memory_mean" or "given" (the caller's `controller_state`) ["memory_sum"].
     initial_read: before the first step the controller reads the slots under the initial
         pointers [False].
     output_initial_read: the output MLP takes, at every step, the slots under the G initial
@@ -275,10 +273,8 @@ class PANM(nn.Module, Pretrained):
             if c.num_mode2
             else None
         )
-        from_memory = c.controller_init in ("memory_sum", "memory_mean")
-        self.controller_init = nn.Linear(c.memory_dim, c.hidden_dim) if from_memory else None
-        self.controller_start = (
-            nn.Parameter(torch.zeros(c.hidden_dim)) if c.controller_init == "learned" else None
+        self.controller_init = (
+            nn.Linear(c.memory_dim, c.hidden_dim) if c.controller_init != "given" else None
         )
         self.controller = nn.GRU(
             c.input_dim + c.num_mode1 * c.memory_dim, c.hidden_dim, batch_first=True
@@ -647,11 +643,9 @@ class PANM(nn.Module, Pretrained):
         tokens: (slot_rows (B, L', V), table (V, D)) of token memory (see `_map_reads`): the
         read is then mapped on the table."""
         c = self.config
-        if c.controller_init == "given":
+        if self.controller_init is None:
             assert given is not None
             state = given
-        elif self.controller_start is not None:
-            state = self.controller_start.expand(len(memory), -1)
         else:
             total = memory.sum(dim=1)  # padded slots are already zero
             if c.controller_init == "memory_mean":
