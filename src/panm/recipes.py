@@ -28,8 +28,8 @@ PANM_EXTRAPOLATING = {
     "panm.eval_pointers": "hard",
 }
 # One recipe for the four tasks whose answers are slots read in an order set by positions or by
-# a content match (Copy, Reverse, Mix, Dynamic Recall; docs/results.md, "One recipe for four
-# tasks"): the design above, plus
+# a content match (Copy, Reverse, Mix, Dynamic Recall; chosen on development runs: docs/results.md,
+# Appendix A, "One recipe for more tasks?"): the design above, plus
 # - the output reads what it answers instead of the controller carrying it: the slots under the
 #   initial pointers at every step (`output_initial_read`: Mix's op, which a GRU state driven
 #   by 40-80 more reads forgets) and the step before's Mode-1 reads (`output_previous_read`: a
@@ -41,9 +41,10 @@ PANM_EXTRAPOLATING = {
 #   occurrence, and the slots after all occurrences score alike, so hard selection with a
 #   margin of 0.001 (float rounding) reads the first of them; it skips the decoys, which have
 #   no predecessor. (Its former memory, a forward GRU's states, knew "first" from a state that
-#   faded past the training positions: 88.8-93.0% at 88.) The other three tasks do not use
-#   Mode-2 (Copy's ablation without it is exact), and a hard read of one slot stays an exact
-#   slot at any length where a soft one averages more slots as the memory grows.
+#   faded past the training positions: 88.8-93.0% at 88.) Copy, Reverse and Mix do not need
+#   Mode-2 (Copy's ablation without it is exact), but a hard read stays one slot's content at
+#   any length where a soft one averages more slots as memory grows, and Mix seed 1 fitted its
+#   training lengths only with it (with the soft read its pointer 0 learned to move two slots).
 POINTER_TASKS = {
     "panm.initial_read": False,
     "panm.output_initial_read": True,
