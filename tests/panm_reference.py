@@ -118,9 +118,10 @@ def run_model_case(name: str, training: bool) -> dict[str, torch.Tensor]:
     the logits, and in training the loss gradients of every parameter, in evaluation the
     greedy tokens."""
     task_name, overrides = MODEL_CASES[name]
-    recipe = default_train_config(task_name, "panm").model_overrides
     if task_name in FORMER_RECIPE_TASKS:
         recipe = PANM_EXTRAPOLATING
+    else:
+        recipe = default_train_config(task_name, "panm").model_overrides
     if task_name == "scan":  # previous-token decoder input (SCAN has a BOS token)
         task = get_task("scan", split="cutoff-44")
         examples = [e for e in task.examples("train") if len(e["target"]) < 14][::97][:10]

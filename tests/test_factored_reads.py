@@ -14,8 +14,21 @@ from panm.tasks import get_task
 from panm.training import TrainConfig, sequence_loss, training_batch
 
 SMALL = {"embed_dim": 24, "panm.hidden_dim": 20, "panm.pointer_dim": 12, "panm.key_dim": 10}
-VARIANTS = {
-    "copy recipe": ("copy", {}),
+# The extrapolating design alone (Copy's recipe until commit bd4d1e4): POINTER_TASKS undone.
+BASE_DESIGN = {
+    "panm.initial_read": True,
+    "panm.output_initial_read": False,
+    "panm.output_previous_read": False,
+    "panm.mode2_keys": "slot",
+    "panm.mode2_selection": "soft",
+    "panm.mode2_tie_margin": 0.0,
+    "panm.mode2_decoys": True,
+}
+VARIANTS = {  # name: (task, overrides on top of the task's recipe)
+    "copy recipe (both output reads, hard previous-slot Mode-2)": ("copy", {}),
+    "mix recipe, 3 Mode-1": ("mix", {"panm.num_mode1": 3}),
+    "dynamic recall recipe": ("dynamic_recall", {}),
+    "the extrapolating design (soft Mode-2, initial read)": ("copy", BASE_DESIGN),
     "two input fields, sorting recipe": ("priority_sort", {}),
     # mode2_key_fields exists over factored reads only: these compare the rest of the recipe
     "id sort recipe, no ordinal ids": ("id_sort", {"ordinal_fields": (), "mode2_key_fields": ()}),
@@ -23,37 +36,38 @@ VARIANTS = {
     "no initial read, sum init, dot": (
         "copy",
         {
+            **BASE_DESIGN,
             "panm.initial_read": False,
             "panm.controller_init": "memory_sum",
             "panm.address_similarity": "dot",
         },
     ),
-    "no Mode-2": ("copy", {"panm.initial_read": False, "panm.num_mode2": 0}),
+    "no Mode-2": ("copy", {"panm.num_mode2": 0}),
     "soft exclusion, Mode-2 without decoys": (
         "reverse",
-        {"panm.mode2_exclusion": True, "panm.mode2_decoys": False, "panm.num_mode2": 2},
+        {
+            **BASE_DESIGN,
+            "panm.mode2_exclusion": True,
+            "panm.mode2_decoys": False,
+            "panm.num_mode2": 2,
+        },
     ),
-    "dynamic recall recipe (previous-slot Mode-2 keys)": ("dynamic_recall", {}),
-    "output initial read, no initial read (Mix recipe)": (
+    "output initial read alone, no initial read": (
         "mix",
-        {"panm.output_initial_read": True, "panm.initial_read": False},
+        {**BASE_DESIGN, "panm.output_initial_read": True, "panm.initial_read": False},
     ),
     "output initial read and initial read, 3 Mode-1, 2 Mode-2": (
         "reverse",
-        {"panm.output_initial_read": True, "panm.num_mode1": 3, "panm.num_mode2": 2},
-    ),
-    "output previous read, no initial read": (
-        "reverse",
-        {"panm.output_previous_read": True, "panm.initial_read": False},
-    ),
-    "output initial and previous reads, 3 Mode-1 (Mix)": (
-        "mix",
         {
+            **BASE_DESIGN,
             "panm.output_initial_read": True,
-            "panm.output_previous_read": True,
-            "panm.initial_read": False,
             "panm.num_mode1": 3,
+            "panm.num_mode2": 2,
         },
+    ),
+    "output previous read alone, with initial read": (
+        "reverse",
+        {**BASE_DESIGN, "panm.output_previous_read": True},
     ),
     "given controller state (GRU encoder, embedding memory)": (
         "copy",

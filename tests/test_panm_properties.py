@@ -25,6 +25,7 @@ SETTINGS = [
     {"mode2_query": "constant", "mode2_selection": "hard", "mode2_exclusion": True},
     {"decoy_slots": 4, "mode2_decoys": False, "eval_base": "random"},
     {"output_initial_read": True, "decoy_slots": 2, "controller_init": "memory_mean"},
+    {"output_previous_read": True, "output_initial_read": True, "initial_read": False},
 ]
 SMALL = dict(memory_dim=6, output_dim=5, hidden_dim=8, pointer_dim=6, key_dim=6)
 FAST = settings(max_examples=25, deadline=None, derandomize=True)

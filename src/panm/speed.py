@@ -60,7 +60,7 @@ from panm.authors_code import LEARNING_RATE as AUTHORS_LR
 from panm.models.base import Seq2SeqModel
 from panm.models.registry import build_model
 from panm.pretrained import atomic_write
-from panm.recipes import default_train_config
+from panm.recipes import PANM_EXTRAPOLATING
 from panm.tasks import Task, get_task
 from panm.tasks.base import Batch
 from panm.training import (
@@ -150,7 +150,9 @@ class SpeedConfig:
 
 def model_setups(width: int) -> dict[str, tuple[str, dict[str, Any]]]:
     """Row name -> (registry model name, overrides) of the compared models at `width`."""
-    recipe = default_train_config(TASK, "panm").model_overrides
+    # The extrapolating design (Copy's recipe until commit bd4d1e4), which every published speed
+    # figure measured; today's Copy recipe adds the two output reads and a hard Mode-2 read.
+    recipe = PANM_EXTRAPOLATING
     panm_width = {"embed_dim": width, "panm.hidden_dim": width}
     return {
         "panm": ("panm", {**recipe, **panm_width}),

@@ -498,18 +498,19 @@ class PANM(nn.Module, Pretrained):
             first_layer.weight[:, c.hidden_dim : reads_end],
             first_layer.bias,
         )
-        start = _start_weights(start_slots, num_slots, w1.dtype)  # (B, 1, G, L')
-        width = c.num_mode1 * c.memory_dim
-        if c.output_initial_read:
-            read_features = read_features + _mapped_reads(
-                start, slot_rows, table, first_layer.weight[:, reads_end : reads_end + width]
-            )  # (B, 1, hidden) broadcast over the steps
-            reads_end += width
-        if c.output_previous_read:
-            previous = torch.cat([start, w1[:, :-1]], dim=1)  # (B, T, G, L')
-            read_features = read_features + _mapped_reads(
-                previous, slot_rows, table, first_layer.weight[:, reads_end:]
-            )
+        if c.output_initial_read or c.output_previous_read:
+            start = _start_weights(start_slots, num_slots, w1.dtype)  # (B, 1, G, L')
+            width = c.num_mode1 * c.memory_dim
+            if c.output_initial_read:
+                read_features = read_features + _mapped_reads(
+                    start, slot_rows, table, first_layer.weight[:, reads_end : reads_end + width]
+                )  # (B, 1, hidden) broadcast over the steps
+                reads_end += width
+            if c.output_previous_read:
+                previous = torch.cat([start, w1[:, :-1]], dim=1)  # (B, T, G, L')
+                read_features = read_features + _mapped_reads(
+                    previous, slot_rows, table, first_layer.weight[:, reads_end:]
+                )
         return w2, read_gates, read_features
 
     def _key_content(self, slots: Tensor) -> Tensor:
