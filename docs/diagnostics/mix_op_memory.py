@@ -4,12 +4,11 @@ issue 21).
     python docs/diagnostics/mix_op_memory.py RUN [COUNT]
 
 RUN is a Mix run of the issue-21 Mix recipe (commit eb37536: the extrapolating design with
-`output_initial_read`, or before it the design alone); each length (11, 22, 44, 88) is tested on the first COUNT
-(default 300) of `panm eval`'s development examples. The forward pointer reads s[t] at step t
-(copy's answer), the backward one s[n - 2 - t], so reverse's answer s[n - 1 - t] is the
-backward read of the step before (diagnosis 2's delay line): the op decides which read the
-output takes. Prints, per length
-and op:
+`output_initial_read`, or before it the design alone); each length (11, 22, 44, 88) is tested
+on the first COUNT (default 300) of `panm eval`'s development examples. The forward pointer
+reads s[t] at step t (copy's answer), the backward one s[n - 2 - t], so reverse's answer
+s[n - 1 - t] is the backward read of the step before (diagnosis 2's delay line): the op
+decides which read the output takes. Prints, per length and op:
 
 - sequence exact match and the first wrong output step (histogram in steps of length / 8);
 - of the wrong outputs, how many are the *other* op's answer (copy: the backward pointer's
