@@ -75,7 +75,7 @@ def test_quick_budget_is_steps_with_time_only_a_safety():
         (spec.train.model, spec.train.steps, spec.train.minutes) for spec in plan_runs(QUICK)
     }
     assert budgets == {
-        ("panm", 5000, 60.0),
+        ("panm", 10_000, 60.0),
         ("lstm", 5000, 60.0),
         ("attention", 5000, 60.0),
         ("transformer", 2000, 60.0),
