@@ -292,8 +292,8 @@ QUICK = BenchConfig(
     test_set="final",
 )
 """The quick bench (also configs/quick.json), the README's table: 8 runs of 5,000 steps (PANM
-10,000, its budget in every published PANM table: with today's Copy recipe 5,000 steps left one
-carry of the Copy walk soft, 95.5% at 88, docs/results.md; the Transformer 2,000: its steps cost
+10,000, its budget in every published PANM table: with today's Copy recipe 5,000 steps gave
+95.5% at 88, docs/quick_5000_steps; the Transformer 2,000: its steps cost
 1.7 times PANM's, and its validation reached 100% by step 1,500 in the earlier 3-minute runs),
 so the rows do not depend on the machine's speed. 60 minutes
 per run is only a safety limit: a run's steps take about 2-5 minutes on one core of this
