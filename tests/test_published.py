@@ -102,7 +102,7 @@ def test_generated_block(repo):
 def test_provenance_states_what_the_figures_rest_on():
     results = [raw_result("copy", "panm", 0, 11.0), raw_result("copy", "lstm", 1, 0.0)]
     assert provenance(results) == (
-        "Seeds 0, 1; final test set (seed 271828), 50 sequences per length; "
+        "Seed 0 (lstm: seed 1); final test set (seed 271828), 50 sequences per length; "
         "trained 100 steps or 30 minutes (lstm: 300 steps or 30 minutes) on lengths 1–10, "
         "every run made its full budget; checkpoint chosen on validation at lengths 1–10 only; "
         "machine: Some CPU (2 cores), device cpu, 1 torch thread per run, torch 2.13.0; "
@@ -117,6 +117,42 @@ def test_provenance_states_what_the_figures_rest_on():
     stopped = {**results[0], "stopped_by": "time limit", "steps": 80}
     assert "stopped by the time limit before their step budget: copy/panm seed 0 (80 steps)" in (
         provenance([stopped])
+    )
+
+
+def test_block_of_several_folders(repo, tmp_path):
+    bench = tmp_path / "baselines"
+    for result in [raw_result("copy", "attention", 0, 0.0), raw_result("copy", "panm", 1, 0.0)]:
+        path = bench / result["run_dir"] / "result.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(result))
+    publish(bench, repo / "docs" / "more")
+    readme = repo / "README.md"
+    readme.write_text("<!-- panm-table docs/tiny+docs/more copy -->\n<!-- /panm-table -->\n")
+    with pytest.raises(
+        ValueError, match=r"README.md:1: runs in more than one folder: copy/panm/seed-1"
+    ):
+        update_tables(readme)
+    shutil.rmtree(repo / "docs/more/runs/copy/panm")
+    text, folders = update_tables(readme)
+    assert folders == [repo / "docs" / "tiny", repo / "docs" / "more"]
+    assert "| panm | 1,234 | 100 | 75.0 ± 35.4 (100.0) |" in text
+    assert "| attention | 1,234 | 100 | 0.0 (100.0) |" in text
+    assert "| lstm | 1,234 | 300 | 0.0 (100.0) |" in text
+    # the rows' seeds differ: the seeds of most rows, then the others by row
+    assert "\nSeed 0 (panm: seeds 0, 1); final test set" in text
+
+
+def test_provenance_names_batches_where_they_differ():
+    small, large = raw_result("copy", "lstm", 0, 0.0), raw_result("copy", "panm", 0, 11.0)
+    small["settings"]["train"]["batch_size"] = 64
+    large["settings"]["train"]["batch_size"] = 2048
+    assert "trained 100 steps of 2,048 or 30 minutes (lstm: 300 steps of 64 or 30 minutes)" in (
+        provenance([large, small])
+    )
+    large["settings"]["train"]["batch_size"] = 64
+    assert "trained 100 steps or 30 minutes (lstm: 300 steps or 30 minutes)" in (
+        provenance([large, small])
     )
 
 

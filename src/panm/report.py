@@ -21,6 +21,10 @@ Markdown file and the tasks to show::
     ...generated: one table per task, then the seeds, test set, budget and machine...
     <!-- /panm-table -->
 
+Several folders joined by "+" (`docs/headline_final+docs/baselines_budget_final`) make one table
+of their rows, for PANM and the baselines from separate benches; a run (task, row, seed) may come
+from only one of them.
+
 `update_tables` regenerates those blocks; `check_published` lists every block and every
 published folder's report that differs from what its raw results give, or that holds results
 not scored on the final test set (tests/test_published.py runs it over the repository).
@@ -340,8 +344,7 @@ def provenance(results: list[dict[str, Any]]) -> str:
     length, training budget and lengths (and whether every run made its budget), how the
     checkpoint was chosen, the machine and the commit. Fields an older result lacks are
     "not recorded"."""
-    seeds = sorted({r["seed"] for r in results})
-    parts = [f"Seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"]
+    parts = [_seeds_text(results)]
     test_sets = sorted({_test_set_text(r.get("test_set")) for r in results})
     counts = sorted({t["count"] for r in results for t in r["test"] if t["length"] != "all"})
     whole = any(t["length"] == "all" for r in results for t in r["test"])
@@ -369,6 +372,28 @@ def provenance(results: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def _seeds_text(results: list[dict[str, Any]]) -> str:
+    """ "Seeds 0, 1, 2": the seeds of most rows, and the rows with others ("Seeds 0, 1, 2
+    (lstm, pointer: seed 0)")."""
+    row_seeds: dict[str, set[int]] = {}
+    for result in results:
+        row_seeds.setdefault(result["row"], set()).add(result["seed"])
+
+    def text(seeds: tuple[int, ...]) -> str:
+        return f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+    rows_by_seeds: dict[tuple[int, ...], list[str]] = {}
+    for row, seeds in row_seeds.items():
+        rows_by_seeds.setdefault(tuple(sorted(seeds)), []).append(row)
+    common = max(rows_by_seeds, key=lambda seeds: len(rows_by_seeds[seeds]))
+    others = [
+        f"{', '.join(rows)}: seed{text(seeds)}"
+        for seeds, rows in rows_by_seeds.items()
+        if seeds != common
+    ]
+    return f"Seed{text(common)}" + (f" ({'; '.join(others)})" if others else "")
+
+
 def _test_set_text(test_set: dict[str, Any] | None) -> str:
     if not test_set:
         return "test set not recorded"
@@ -387,16 +412,21 @@ def _budget_text(results: list[dict[str, Any]]) -> str:
     """ "trained 5,000 steps or 30 minutes (transformer: 2,000 steps or 30 minutes)": the
     budget of most rows, and the rows with another (named "task row" where a row's budget
     differs between the tasks)."""
+    trains = [result.get("settings", {}).get("train", {}) for result in results]
+    # batches are named only where they differ, as steps of unequal batches are unequal budgets
+    with_batch = len({train.get("batch_size") for train in trains}) > 1
     texts = []
-    for result in results:
-        train = result.get("settings", {}).get("train", {})
-        steps, minutes = train.get("steps"), train.get("minutes")
+    for train in trains:
+        steps, minutes, batch = train.get("steps"), train.get("minutes"), train.get("batch_size")
         if steps is None:
             texts.append("a budget not recorded")
         elif steps >= NO_STEP_LIMIT:
             texts.append(f"{minutes:g} minutes")
         else:
-            texts.append(f"{steps:,} steps" + (f" or {minutes:g} minutes" if minutes else ""))
+            of_batch = f" of {batch:,}" if with_batch and batch is not None else ""
+            texts.append(
+                f"{steps:,} steps{of_batch}" + (f" or {minutes:g} minutes" if minutes else "")
+            )
     row_texts: dict[str, set[str]] = {}
     for result, text in zip(results, texts, strict=True):
         row_texts.setdefault(result["row"], set()).add(text)
@@ -490,7 +520,7 @@ FINAL_TEST_SET = "final"
 
 def update_tables(path: str | Path) -> tuple[str, list[Path]]:
     """The text of Markdown file `path` with every panm-table block regenerated from its raw
-    results (folder relative to `path`), and the folders the blocks read."""
+    results (folders relative to `path`), and the folders the blocks read."""
     path = Path(path)
     lines = path.read_text().splitlines(keepends=True)
     out: list[str] = []
@@ -506,11 +536,20 @@ def update_tables(path: str | Path) -> tuple[str, list[Path]]:
         end = next((i for i in range(index, len(lines)) if lines[i].strip() == TABLE_END), None)
         if end is None:
             raise ValueError(f"{path}:{index}: {line.strip()} has no {TABLE_END} after it")
-        folder = path.parent / match.group(1)
-        results = load_results(folder)
-        if not results:
-            raise ValueError(f"{path}:{index}: {folder} holds no {RESULT_GLOB}")
-        folders.append(folder)
+        results = []
+        for name in match.group(1).split("+"):
+            folder = path.parent / name
+            found = load_results(folder)
+            if not found:
+                raise ValueError(f"{path}:{index}: {folder} holds no {RESULT_GLOB}")
+            folders.append(folder)
+            results += found
+        runs = Counter((r["task"], r["row"], r["seed"]) for r in results)
+        twice = sorted(
+            f"{task}/{row}/seed-{seed}" for (task, row, seed), n in runs.items() if n > 1
+        )
+        if twice:
+            raise ValueError(f"{path}:{index}: runs in more than one folder: {', '.join(twice)}")
         out += [text + "\n" for text in compact_tables(results, match.group(2).split(","))]
         out.append(lines[end])
         index = end + 1
