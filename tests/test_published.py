@@ -53,6 +53,11 @@ def raw_result(task: str, row: str, seed: int, sequence: float, test_set: str = 
     }
 
 
+def with_steps(result: dict, steps: int) -> dict:
+    result["settings"] = {"train": {"steps": steps, "minutes": 30.0}}
+    return result
+
+
 @pytest.fixture
 def repo(tmp_path) -> Path:
     """A tiny repository: a bench folder published to docs/tiny, and a README showing it."""
@@ -108,12 +113,27 @@ def test_provenance_states_what_the_figures_rest_on():
         "machine: Some CPU (2 cores), device cpu, 1 torch thread per run, torch 2.13.0; "
         "1-minute load average 1.5–2.5 as the runs ended; commit 0123456."
     )
-    # a row whose budget differs between tasks (a bench's task_steps) is named with its task
-    reverse = raw_result("reverse", "panm", 0, 11.0)
-    reverse["settings"] = {"train": {"steps": 700, "minutes": 30.0}}
-    assert "(lstm: 300 steps or 30 minutes; reverse panm: 700 steps or 30 minutes)" in (
+    # a row whose budget differs between tasks (a bench's task_steps): its task's is named
+    reverse = with_steps(raw_result("reverse", "panm", 0, 11.0), 700)
+    assert "(lstm: 300 steps or 30 minutes; reverse: 700 steps or 30 minutes)" in (
         provenance([*results, reverse])
     )
+    # then the rows whose budget differs from their task's
+    mixed = [
+        with_steps(raw_result(task, row, 0, 0.0), steps)
+        for task, row, steps in [
+            ("copy", "panm", 100),
+            ("copy", "lstm", 300),
+            ("copy", "attention", 100),
+            ("sort", "panm", 50),
+            ("sort", "lstm", 900),
+            ("sort", "attention", 900),
+        ]
+    ]
+    assert (
+        "trained 100 steps or 30 minutes (copy lstm: 300 steps or 30 minutes; "
+        "sort panm: 50 steps or 30 minutes; sort: 900 steps or 30 minutes)"
+    ) in provenance(mixed)
     stopped = {**results[0], "stopped_by": "time limit", "steps": 80}
     assert "stopped by the time limit before their step budget: copy/panm seed 0 (80 steps)" in (
         provenance([stopped])

@@ -410,8 +410,8 @@ def _range_text(values: list[int]) -> str:
 
 def _budget_text(results: list[dict[str, Any]]) -> str:
     """ "trained 5,000 steps or 30 minutes (transformer: 2,000 steps or 30 minutes)": the
-    budget of most rows, and the rows with another (named "task row" where a row's budget
-    differs between the tasks)."""
+    budget of most rows, then the others: a row's where it has one on every task, else a task's
+    (that of most of its rows), and a "task row"'s where it differs from its task's."""
     trains = [result.get("settings", {}).get("train", {}) for result in results]
     # batches are named only where they differ, as steps of unequal batches are unequal budgets
     with_batch = len({train.get("batch_size") for train in trains}) > 1
@@ -427,18 +427,29 @@ def _budget_text(results: list[dict[str, Any]]) -> str:
             texts.append(
                 f"{steps:,} steps{of_batch}" + (f" or {minutes:g} minutes" if minutes else "")
             )
+    pair_text = {
+        (result["task"], result["row"]): text for result, text in zip(results, texts, strict=True)
+    }
+    common = Counter(pair_text.values()).most_common(1)[0][0]  # ties: the first row's
+    exceptions: dict[str, list[str]] = {}  # budget -> the rows, tasks or "task row"s with it
     row_texts: dict[str, set[str]] = {}
-    for result, text in zip(results, texts, strict=True):
-        row_texts.setdefault(result["row"], set()).add(text)
-    budgets: dict[str, set[str]] = {}
-    for result, text in zip(results, texts, strict=True):
-        row = result["row"]
-        name = row if len(row_texts[row]) == 1 else f"{result['task']} {row}"
-        budgets.setdefault(text, set()).add(name)
-    common = max(budgets, key=lambda text: len(budgets[text]))  # ties: the first row's
-    others = [
-        f"{', '.join(sorted(rows))}: {text}" for text, rows in budgets.items() if text != common
-    ]
+    for (_, row), text in pair_text.items():
+        row_texts.setdefault(row, set()).add(text)
+    for row, found in row_texts.items():  # a row with one budget on every task
+        if found != {common} and len(found) == 1:
+            exceptions.setdefault(found.pop(), []).append(row)
+    by_task: dict[str, dict[str, str]] = {}
+    for (task, row), text in pair_text.items():
+        if len(row_texts[row]) > 1:
+            by_task.setdefault(task, {})[row] = text
+    for task, rows in by_task.items():  # else a task's own budget, then its rows' exceptions
+        usual = Counter(rows.values()).most_common(1)[0][0]
+        if usual != common:
+            exceptions.setdefault(usual, []).append(task)
+        for row, text in rows.items():
+            if text != usual:
+                exceptions.setdefault(text, []).append(f"{task} {row}")
+    others = [f"{', '.join(sorted(names))}: {text}" for text, names in exceptions.items()]
     return f"trained {common}" + (f" ({'; '.join(sorted(others))})" if others else "")
 
 
