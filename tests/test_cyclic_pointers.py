@@ -14,17 +14,25 @@ from panm import PANM, PANMConfig
 from panm.memory.addresses import to_binary
 
 BITS = 6
-SMALL = dict(memory_dim=4, output_dim=3, hidden_dim=8, address_bits=BITS)
 
 
 def aimed_panm(target: int, cyclic: bool) -> PANM:
-    """A PANM whose Mode-1 pointer aims at address `target` at every step, whatever its
+    """A PANM whose Mode-1 pointers aim at address `target` at every step, whatever their
     state: the bitwise query's weights are zero and its bias spells the target's bits."""
     torch.manual_seed(0)
-    config = PANMConfig(
-        **SMALL, num_mode1=1, num_mode2=0, address_similarity="bitwise", cyclic_pointers=cyclic
-    )
-    panm = PANM(config).eval()
+    panm = PANM(
+        PANMConfig(
+            memory_dim=4,
+            output_dim=3,
+            hidden_dim=8,
+            pointer_dim=4,
+            address_bits=BITS,
+            num_mode1=1,
+            num_mode2=0,
+            address_similarity="bitwise",
+            cyclic_pointers=cyclic,
+        )
+    ).eval()
     query = panm.pointer_unit.attention.query
     with torch.no_grad():
         query.weight.zero_()
