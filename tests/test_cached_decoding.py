@@ -37,8 +37,6 @@ PANM_VARIANTS = [
     {"encoder": "none", "memory_source": "embedding", "panm.output_previous_read": True,
      "panm.output_initial_read": True, "panm.initial_read": False},
     {"encoder": "gru", "panm.output_previous_read": True},
-    {"encoder": "none", "memory_source": "embedding", "panm.cyclic_pointers": True,
-     "panm.address_bits": 6},
     {"encoder": "none", "memory_source": "embedding", "panm.mode2_keys": "previous_slot",
      "panm.mode2_selection": "hard", "panm.mode2_decoys": False},
 ]  # fmt: skip

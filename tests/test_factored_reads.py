@@ -69,10 +69,6 @@ VARIANTS = {  # name: (task, overrides on top of the task's recipe)
         "reverse",
         {**BASE_DESIGN, "panm.output_previous_read": True},
     ),
-    "cyclic pointers": (
-        "reverse",
-        {**BASE_DESIGN, "panm.cyclic_pointers": True, "panm.address_bits": 6},
-    ),
     "given controller state (GRU encoder, embedding memory)": (
         "copy",
         {"encoder": "gru", "panm.controller_init": "given"},

@@ -26,7 +26,6 @@ SETTINGS = [
     {"decoy_slots": 4, "mode2_decoys": False, "eval_base": "random"},
     {"output_initial_read": True, "decoy_slots": 2, "controller_init": "memory_mean"},
     {"output_previous_read": True, "output_initial_read": True, "initial_read": False},
-    {"cyclic_pointers": True, "decoy_slots": 3, "eval_pointers": "hard"},
 ]
 SMALL = dict(memory_dim=6, output_dim=5, hidden_dim=8, pointer_dim=6, key_dim=6)
 FAST = settings(max_examples=25, deadline=None, derandomize=True)
@@ -40,7 +39,7 @@ def cases(draw):
     config = PANMConfig(
         **SMALL,
         input_dim=input_dim,
-        address_bits=draw(st.integers(6 if options.get("cyclic_pointers") else 4, 7)),
+        address_bits=draw(st.integers(4, 7)),
         num_mode1=draw(st.integers(1, 3)),
         num_mode2=draw(st.integers(1 if options.get("mode2_exclusion") else 0, 2)),
         **options,

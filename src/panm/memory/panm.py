@@ -98,11 +98,6 @@ class PANMConfig:
         it reads, so an answer that is the slot a pointer *starts* on and then each slot it
         leaves (Reverse's, from the last slot down) is then read, not carried for one step in
         the controller's state, the same at step 0 as at every later step [False].
-    cyclic_pointers: the valid slots form a ring for the Mode-1 pointers: each also answers to
-        its address plus and minus the number n of valid slots, so a pointer that moves one
-        past the last slot lands on the first, and one before the first on the last, by the
-        same "+1" / "-1" it learned inside the sequence (a second pass over the input, as in
-        duplicating a string). Needs 3 x the memory's slots <= 2**address_bits [False].
     """
 
     memory_dim: int = 128
@@ -131,7 +126,6 @@ class PANMConfig:
     initial_read: bool = False
     output_initial_read: bool = False
     output_previous_read: bool = False
-    cyclic_pointers: bool = False
 
     retired_fields: ClassVar[dict[str, Any]] = {
         "pointer_start": "inside",
@@ -399,9 +393,8 @@ class PANM(nn.Module, Pretrained):
         start_ids = (base.unsqueeze(1) + start) % self.address_bank.size
         start_pointer = self.address_bank.lookup(start_ids, memory.dtype)
         hard = not self.training and c.eval_pointers == "hard"
-        aliases = self._ring_aliases(origin, lengths, memory_mask, slot_mask.shape[1], memory.dtype)
         w1, pointers = self.pointer_unit.walk(
-            start_pointer, slot_addresses, slot_mask, num_steps, hard=hard, aliases=aliases
+            start_pointer, slot_addresses, slot_mask, num_steps, hard=hard
         )  # (B, T, G, L'), (B, T, G, b)
         mode2_mask = slot_mask
         if not c.mode2_decoys:  # decoys, if any, are the slots after the real ones
@@ -606,14 +599,11 @@ class PANM(nn.Module, Pretrained):
                 f"memory_mask must be a bool tensor of shape {(batch, num_slots)}, "
                 f"got {memory_mask.dtype} {tuple(memory_mask.shape)}"
             )
-        # a ring's slots also answer to their address plus and minus the length: 3n addresses
-        span = 3 * num_slots if c.cyclic_pointers else num_slots
-        if span > 2**c.address_bits:
-            needed = max(1, (span - 1).bit_length())
-            ring = " (3 per slot with cyclic_pointers)" if c.cyclic_pointers else ""
+        if num_slots > 2**c.address_bits:
+            needed = max(1, (num_slots - 1).bit_length())
             raise ValueError(
                 f"memory has {num_slots} slots but address_bits={c.address_bits} gives only "
-                f"{2**c.address_bits} addresses{ring}; use address_bits >= {needed}"
+                f"{2**c.address_bits} addresses; use address_bits >= {needed}"
             )
         first = _first_of_one_run(memory_mask)
         if c.controller_init == "given":
@@ -683,32 +673,6 @@ class PANM(nn.Module, Pretrained):
             state = self.controller(step0.unsqueeze(1), state.unsqueeze(0))[1][0]
         return state
 
-    def _ring_aliases(
-        self,
-        origin: Tensor,
-        lengths: Tensor,
-        memory_mask: Tensor,
-        num_keys: int,
-        dtype: torch.dtype,
-    ) -> tuple[Tensor, Tensor] | None:
-        """With cyclic_pointers, the ring's further addresses of each valid slot, its address
-        plus and minus the row's length n: (B, 2, L', b) and their mask (B, 2, L'), L' =
-        `num_keys` slots (decoys, which have none, after the L real ones); else None."""
-        if not self.config.cyclic_pointers:
-            return None
-        batch, num_slots = memory_mask.shape
-        ids = self.address_bank.indices(origin, num_slots)  # (B, L)
-        shift = torch.stack([lengths, -lengths], 1).unsqueeze(-1)  # (B, 2, 1)
-        aliases = self.address_bank.lookup(
-            (ids.unsqueeze(1) + shift) % self.address_bank.size, dtype
-        )
-        mask = memory_mask.unsqueeze(1).expand(batch, 2, num_slots)
-        extra = num_keys - num_slots
-        return (
-            nn.functional.pad(aliases, (0, 0, 0, extra)),
-            nn.functional.pad(mask, (0, extra), value=False),
-        )
-
     def _with_decoys(
         self,
         memory: Tensor,
@@ -728,11 +692,7 @@ class PANM(nn.Module, Pretrained):
         slot = (torch.rand(batch, k, device=device) * lengths.unsqueeze(1)).long()
         bit = torch.randint(0, self.config.address_bits, (batch, k), device=device)
         decoy_ids = ((base.unsqueeze(1) + slot) % size) ^ (1 << bit)
-        # a decoy takes no address of the sequence, nor of its ring (n before it to 2n after)
-        ring = self.config.cyclic_pointers
-        before = lengths if ring else torch.zeros_like(lengths)
-        span = 3 * lengths if ring else lengths
-        outside = (decoy_ids - (base - before).unsqueeze(1)) % size >= span.unsqueeze(1)
+        outside = (decoy_ids - base.unsqueeze(1)) % size >= lengths.unsqueeze(1)
         shift = torch.randint(1, max(batch, 2), (1,), device=device)
         donor = (torch.arange(batch, device=device) + shift) % batch  # another sample (if any)
         donor_slot = first[donor].unsqueeze(1) + torch.minimum(

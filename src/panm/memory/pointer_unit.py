@@ -179,31 +179,17 @@ class PointerUnit(nn.Module):
         return torch.stack([first if g % 2 == 0 else last for g in range(self.num_pointers)], 1)
 
     def walk(
-        self,
-        start: Tensor,
-        addresses: Tensor,
-        mask: Tensor,
-        num_steps: int,
-        hard: bool = False,
-        aliases: tuple[Tensor, Tensor] | None = None,
+        self, start: Tensor, addresses: Tensor, mask: Tensor, num_steps: int, hard: bool = False
     ) -> tuple[Tensor, Tensor]:
         """Moves the pointers `num_steps` steps from their start values.
 
         start: (B, G, bits) initial pointer values; addresses: (B, L, bits) the slots'
         addresses; mask: (B, L) bool, True on slots a pointer may attend to. hard: a pointer
         whose largest weight is above one half reads that slot alone (see `commit`).
-        aliases: optional further addresses each slot answers to, (B, K, L, bits), with their
-        mask (B, K, L): a slot's weight is the softmax's total over its address and its
-        aliases (a ring memory gives each slot its address plus and minus the length).
         Returns the attention weights (B, T, G, L), exactly 0 where mask is False, and the
-        pointer values (B, T, G, bits), p_t = sum_i w_t[i] A[i] (the slots' own addresses).
+        pointer values (B, T, G, bits), p_t = sum_i w_t[i] A[i].
         """
-        num_slots = addresses.shape[1]
-        key_addresses, key_mask = addresses, mask
-        if aliases is not None:
-            key_addresses = torch.cat([addresses.unsqueeze(1), aliases[0]], 1).flatten(1, 2)
-            key_mask = torch.cat([mask.unsqueeze(1), aliases[1]], 1).flatten(1, 2)
-        keys = self.attention.keys(key_addresses, key_mask)  # once per sequence, not per step
+        keys = self.attention.keys(addresses, mask)  # once per sequence, not per step
         # the GRUs' input maps of the last pointer values, (G, B, 3S) each
         recent = [self.cell.input_map(start.transpose(0, 1))]
         state: Tensor | None = None
@@ -214,9 +200,7 @@ class PointerUnit(nn.Module):
             else:
                 inputs = [recent[-1]] * self.window if self.latest_only else recent
                 state = self.cell.run(inputs, None)[-1]
-            w = self.attention(state, keys).softmax(dim=-1)  # (B, G, (1 + K) L)
-            if aliases is not None:
-                w = w.unflatten(-1, (-1, num_slots)).sum(dim=-2)  # (B, G, L)
+            w = self.attention(state, keys).softmax(dim=-1)  # (B, G, L)
             if hard:
                 w = commit(w)
             pointer = w.bmm(addresses)
