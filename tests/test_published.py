@@ -163,6 +163,36 @@ def test_block_of_several_folders(repo, tmp_path):
     assert "\nSeed 0 (panm: seeds 0, 1); final test set" in text
 
 
+def test_block_of_splits(repo, tmp_path):
+    bench = tmp_path / "scan"
+    for row, seed, exact in [("transformer+panm", 0, 0.5), ("transformer+panm", 1, 0.25)]:
+        result = raw_result("scan-cutoff-26", row, seed, 0.0)
+        result["task_options"] = {"split": "cutoff-26"}
+        result["test"].append(
+            {
+                "length": "all",
+                "sequence_accuracy": exact,
+                "token_accuracy": 0.9,
+                "count": 100,
+                "oracle_sequence_accuracy": 0.75,
+            }
+        )
+        path = bench / result["run_dir"] / "result.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(result))
+    publish(bench, repo / "docs" / "scan")
+    readme = repo / "README.md"
+    readme.write_text("<!-- panm-table docs/scan splits -->\n<!-- /panm-table -->\n")
+    text, _ = update_tables(readme)
+    assert (
+        "| row | cutoff-26 |\n|---|---:|\n| transformer+panm | 37.5 ± 17.7 (75.0), n=2 |\n" in text
+    )
+    assert "\nSeeds 0, 1; final test set" in text
+    readme.write_text("<!-- panm-table docs/tiny splits -->\n<!-- /panm-table -->\n")
+    with pytest.raises(ValueError, match=r"README.md:1: no results with a split"):
+        update_tables(readme)
+
+
 def test_provenance_names_batches_where_they_differ():
     small, large = raw_result("copy", "lstm", 0, 0.0), raw_result("copy", "panm", 0, 11.0)
     small["settings"]["train"]["batch_size"] = 64

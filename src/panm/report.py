@@ -21,9 +21,10 @@ Markdown file and the tasks to show::
     ...generated: one table per task, then the seeds, test set, budget and machine...
     <!-- /panm-table -->
 
-Several folders joined by "+" (`docs/headline_final+docs/baselines_budget_final`) make one table
-of their rows, for PANM and the baselines from separate benches; a run (task, row, seed) may come
-from only one of them.
+In place of the tasks, `splits` shows one table of the whole test set by split (SCAN's
+cut-offs). Several folders joined by "+" (`docs/headline_final+docs/baselines_budget_final`)
+make one table of their rows, for PANM and the baselines from separate benches; a run (task,
+row, seed) may come from only one of them.
 
 `update_tables` regenerates those blocks; `check_published` lists every block and every
 published folder's report that differs from what its raw results give, or that holds results
@@ -191,9 +192,10 @@ def write_report(out_dir: str | Path) -> str:
     return markdown
 
 
-def split_table(results: list[dict[str, Any]]) -> list[str]:
+def split_table(results: list[dict[str, Any]], heading: bool = True) -> list[str]:
     """Markdown lines of a table of whole-test-set accuracy by split (rows by splits), for the
-    runs of data-set tasks with a split (SCAN); [] when there are none.
+    runs of data-set tasks with a split (SCAN), under a heading that explains the cells unless
+    `heading` is False; [] when there are none.
 
     Cell: exact match % mean ± std over seeds, then (oracle-length exact match %, mean).
     """
@@ -213,9 +215,9 @@ def split_table(results: list[dict[str, Any]]) -> list[str]:
         "Exact match % (mean ± std over seeds), then (exact match % with the oracle output",
         "length, mean); *n*: seeds.",
         "",
-        "| row | " + " | ".join(splits) + " |",
-        "|---|" + "---:|" * len(splits),
     ]
+    lines = lines if heading else []
+    lines += ["| row | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
     for row, by_split in cells.items():
         texts = []
         for split in splits:
@@ -526,6 +528,8 @@ def publish(bench_dir: str | Path, dest: str | Path) -> str:
 
 TABLE_START = re.compile(r"<!-- panm-table (\S+) (\S+) -->")
 TABLE_END = "<!-- /panm-table -->"
+SPLITS = "splits"
+"""In place of the tasks: one table of the whole test set by split (`split_table`)."""
 FINAL_TEST_SET = "final"
 
 
@@ -561,7 +565,14 @@ def update_tables(path: str | Path) -> tuple[str, list[Path]]:
         )
         if twice:
             raise ValueError(f"{path}:{index}: runs in more than one folder: {', '.join(twice)}")
-        out += [text + "\n" for text in compact_tables(results, match.group(2).split(","))]
+        if match.group(2) == SPLITS:
+            table = split_table(results, heading=False)
+            if not table:
+                raise ValueError(f"{path}:{index}: no results with a split (SCAN) to show")
+            table += ["", provenance(results)]
+        else:
+            table = compact_tables(results, match.group(2).split(","))
+        out += [text + "\n" for text in table]
         out.append(lines[end])
         index = end + 1
     return "".join(out), folders
