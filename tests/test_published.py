@@ -53,6 +53,15 @@ def raw_result(task: str, row: str, seed: int, sequence: float, test_set: str = 
     }
 
 
+def write_bench(bench: Path, results: list[dict]) -> Path:
+    """A bench folder holding `results` as its runs' result.json files."""
+    for result in results:
+        path = bench / result["run_dir"] / "result.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(result))
+    return bench
+
+
 def with_steps(result: dict, steps: int) -> dict:
     result["settings"] = {"train": {"steps": steps, "minutes": 30.0}}
     return result
@@ -141,12 +150,8 @@ def test_provenance_states_what_the_figures_rest_on():
 
 
 def test_block_of_several_folders(repo, tmp_path):
-    bench = tmp_path / "baselines"
-    for result in [raw_result("copy", "attention", 0, 0.0), raw_result("copy", "panm", 1, 0.0)]:
-        path = bench / result["run_dir"] / "result.json"
-        path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(result))
-    publish(bench, repo / "docs" / "more")
+    results = [raw_result("copy", "attention", 0, 0.0), raw_result("copy", "panm", 1, 0.0)]
+    publish(write_bench(tmp_path / "baselines", results), repo / "docs" / "more")
     readme = repo / "README.md"
     readme.write_text("<!-- panm-table docs/tiny+docs/more copy -->\n<!-- /panm-table -->\n")
     with pytest.raises(
@@ -164,9 +169,9 @@ def test_block_of_several_folders(repo, tmp_path):
 
 
 def test_block_of_splits(repo, tmp_path):
-    bench = tmp_path / "scan"
-    for row, seed, exact in [("transformer+panm", 0, 0.5), ("transformer+panm", 1, 0.25)]:
-        result = raw_result("scan-cutoff-26", row, seed, 0.0)
+    results = []
+    for seed, exact in [(0, 0.5), (1, 0.25)]:
+        result = raw_result("scan-cutoff-26", "transformer+panm", seed, 0.0)
         result["task_options"] = {"split": "cutoff-26"}
         result["test"].append(
             {
@@ -177,10 +182,8 @@ def test_block_of_splits(repo, tmp_path):
                 "oracle_sequence_accuracy": 0.75,
             }
         )
-        path = bench / result["run_dir"] / "result.json"
-        path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(result))
-    publish(bench, repo / "docs" / "scan")
+        results.append(result)
+    publish(write_bench(tmp_path / "scan", results), repo / "docs" / "scan")
     readme = repo / "README.md"
     readme.write_text("<!-- panm-table docs/scan splits -->\n<!-- /panm-table -->\n")
     text, _ = update_tables(readme)
