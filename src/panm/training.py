@@ -258,12 +258,17 @@ def train(
     rank, world, created_group = _distributed()
     try:
         if rank != 0:  # process 0 alone writes the run directory
-            return _train(config, run_dir, resume, progress, on_log, rank, world)
-        with run_lock(run_dir):
-            return _train(config, run_dir, resume, progress, on_log, rank, world)
+            result = _train(config, run_dir, resume, progress, on_log, rank, world)
+        else:
+            with run_lock(run_dir):
+                result = _train(config, run_dir, resume, progress, on_log, rank, world)
+        if world > 1:  # process 0 validates and saves after the last step: wait for it
+            dist.barrier()
+        return result
     finally:
-        # A process that exits with the group alive can abort in gloo's threads
-        # ("terminate called without an active exception"), failing the whole launch.
+        # A process that exits with the group alive, or tears it down while another process
+        # still works, can abort in gloo's threads ("terminate called without an active
+        # exception"), failing the whole launch.
         if created_group:
             dist.destroy_process_group()
 
