@@ -209,14 +209,17 @@ def split_table(results: list[dict[str, Any]], heading: bool = True) -> list[str
     if not cells:
         return []
     splits = sorted({s for row in cells.values() for s in row}, key=_split_order)
-    lines = [
-        "## Whole test set, by split",
-        "",
-        "Exact match % (mean ± std over seeds), then (exact match % with the oracle output",
-        "length, mean); *n*: seeds.",
-        "",
-    ]
-    lines = lines if heading else []
+    lines = (
+        [
+            "## Whole test set, by split",
+            "",
+            "Exact match % (mean ± std over seeds), then (exact match % with the oracle output",
+            "length, mean); *n*: seeds.",
+            "",
+        ]
+        if heading
+        else []
+    )
     lines += ["| row | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
     for row, by_split in cells.items():
         texts = []
@@ -438,8 +441,8 @@ def _budget_text(results: list[dict[str, Any]]) -> str:
     for (_, row), text in pair_text.items():
         row_texts.setdefault(row, set()).add(text)
     for row, found in row_texts.items():  # a row with one budget on every task
-        if found != {common} and len(found) == 1:
-            exceptions.setdefault(found.pop(), []).append(row)
+        if len(found) == 1 and found != {common}:
+            exceptions.setdefault(next(iter(found)), []).append(row)
     by_task: dict[str, dict[str, str]] = {}
     for (task, row), text in pair_text.items():
         if len(row_texts[row]) > 1:
