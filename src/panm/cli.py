@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_compile_flag(tr, "torch.compile the model")
+    tr.add_argument(
+        "--pad-multiple",
+        type=int,
+        help="pad training batches' lengths up to a multiple of N (few shapes for --compile)",
+    )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_flags(tr)
     tr.set_defaults(run=run_train)
@@ -324,6 +329,7 @@ def _apply_flags(
         "train_examples": args.train_examples,
         "device": args.device if args.device != "cpu" else None,
         "compile": args.compile,
+        "pad_multiple": args.pad_multiple,
     }
     if args.train_lengths:
         low_high = parse_lengths(args.train_lengths, "--train-lengths")

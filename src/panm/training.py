@@ -98,6 +98,10 @@ class TrainConfig:
     valid_count: held-out validation examples of training lengths, evaluated every eval_every.
     compile: None, or a mode of `COMPILE_MODES`: `torch.compile` the model in that mode
         ("reduce-overhead" adds CUDA graphs on a GPU).
+    pad_multiple: pad every training batch's input and target lengths up to a multiple of
+        this (`Batch.padded`; 1: no padding), so that a compiled model meets a few shapes, not
+        one per batch: CUDA graphs record a graph per shape. Padding is masked: the loss and
+        gradients do not change (tests/test_training.py).
     """
 
     task: str = "copy"
@@ -117,9 +121,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     compile: str | None = None
+    pad_multiple: int = 1
 
     def __post_init__(self) -> None:
         self.compile = compile_mode(self.compile)
+        if self.pad_multiple < 1:
+            raise ValueError(f"pad_multiple must be >= 1, got {self.pad_multiple}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.minutes is not None and self.minutes <= 0:
@@ -357,7 +364,8 @@ def _train(
 
     try:
         while step < config.steps and not _out_of_time(started, budget, world, device):
-            batch = training_batch(task, config, step, train_set).to(device)
+            batch = training_batch(task, config, step, train_set)
+            batch = batch.padded(config.pad_multiple).to(device)
             part = shard_batch(batch, rank, world)
             loss, logits = sequence_loss(trained, part, bos_id, int(batch.tgt_mask.sum()))
             optimizer.zero_grad(set_to_none=True)

@@ -46,6 +46,24 @@ class Batch:
     def __len__(self) -> int:
         return self.src.shape[0]
 
+    def padded(self, multiple: int) -> Batch:
+        """The batch with its input and target lengths padded up to a multiple of `multiple`
+        (masked like any padding), so that batches take few distinct shapes: compiled models
+        record one graph per shape. multiple=1 returns the batch itself."""
+        if multiple < 1:
+            raise ValueError(f"multiple must be >= 1, got {multiple}")
+        if multiple == 1:
+            return self
+        extra_src = -self.src.shape[1] % multiple
+        extra_tgt = -self.tgt.shape[1] % multiple
+        pad = torch.nn.functional.pad
+        return Batch(
+            src=pad(self.src, (0, 0, 0, extra_src)),
+            src_mask=pad(self.src_mask, (0, extra_src)),
+            tgt=pad(self.tgt, (0, extra_tgt)),
+            tgt_mask=pad(self.tgt_mask, (0, extra_tgt)),
+        )
+
 
 def collate(examples: list[EncodedExample]) -> Batch:
     """Pads encoded examples to the longest input and the longest target of the list."""
