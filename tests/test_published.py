@@ -247,6 +247,19 @@ def test_check_finds_each_kind_of_mismatch(repo, change, problem):
     assert problem in "\n".join(check_published(repo))
 
 
+def test_development_results_belong_under_docs_dev_and_in_no_table(repo, tmp_path):
+    bench = write_bench(tmp_path / "dev_bench", [raw_result("copy", "panm", 0, 11.0, "dev")])
+    publish(bench, repo / "docs" / "dev" / "explore")
+    assert check_published(repo) == []
+    readme = repo / "README.md"
+    readme.write_text(readme.read_text() + "\n<!-- panm-table docs/dev/explore copy -->\n"
+                      "<!-- /panm-table -->\n")  # fmt: skip
+    readme.write_text(update_tables(readme)[0])
+    assert check_published(repo) == [
+        "docs/dev/explore/runs/copy/panm/seed-0: scored on test set 'dev', not final"
+    ]
+
+
 def _edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text

@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument(
         "--quick",
         action="store_true",
-        help="the README's table: 8 runs of 5,000 steps (the Transformer 2,000), final test set",
+        help="the README's table (configs/quick.json): 8 runs, PANM 10,000 steps, the LSTM and "
+        "attention 5,000, the Transformer 2,000; final test set",
     )
     be.add_argument("--out", help="results folder (default: bench_out/quick or bench_out/NAME)")
     be.add_argument("--jobs", type=int, help="runs at once (default: one per CPU core)")
