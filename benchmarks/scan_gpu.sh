@@ -3,7 +3,8 @@
 # runs' raw results (every file but the checkpoints) packed into $OUT/scan_runs.tgz. The bench
 # resumes: run the script again with the same WORK folder to finish what a time limit cut short.
 #   OUT=gpu_out CONFIG=configs/scan/gpu_row.json JOBS=22 LIMIT_S=330 bash benchmarks/scan_gpu.sh
-# TEST_SET=dev records development runs as such (SCAN's test part is the same under both names).
+# The runs record test set final unless TEST_SET=dev (SCAN's test part is the same under both
+# names; the name says whether the runs are development runs).
 set -uo pipefail
 OUT=${OUT:-gpu_out}
 CONFIG=${CONFIG:-configs/scan/gpu_row.json}

@@ -4,7 +4,8 @@
 # 1. `panm bench-speed --device cuda --authors-code $AUTHORS` (eager; skipped without AUTHORS),
 #    at most SPEED_S seconds.
 # 2. benchmarks/scan_train_speed.py: SCAN training steps per second, eager against CUDA graphs,
-#    PROBE_S seconds a run; its folder, checkpoints left out, packed into $OUT/scan_speed.tgz.
+#    PROBE_S seconds a run, in bench_out/scan_speed (emptied first); that folder, checkpoints
+#    left out, packed into $OUT/scan_speed.tgz, its printout in $OUT/scan_speed.log.
 # 3. benchmarks/scan_gpu.sh with CONFIG (JOBS runs at once, at most LIMIT_S seconds;
 #    TEST_SET=dev by default here: these calls explore).
 set -uo pipefail
@@ -18,10 +19,10 @@ if [ -n "${AUTHORS:-}" ]; then
     --out "$OUT/speed_gpu.json" > "$OUT/speed_gpu.log" 2>&1
 fi
 PROBE_S=${PROBE_S:-110}
+rm -rf bench_out/scan_speed
 timeout $((PROBE_S + 40)) python3 benchmarks/scan_train_speed.py --device cuda \
-  --seconds "$PROBE_S" --out scan_speed > scan_speed.log 2>&1
-mv scan_speed.log scan_speed/
-tar czf "$OUT/scan_speed.tgz" --exclude=checkpoints --exclude=.lock scan_speed
+  --seconds "$PROBE_S" --out bench_out/scan_speed > "$OUT/scan_speed.log" 2>&1
+tar czf "$OUT/scan_speed.tgz" --exclude=checkpoints --exclude=.lock -C bench_out scan_speed
 OUT=$OUT TEST_SET=${TEST_SET:-dev} LIMIT_S=${LIMIT_S:-330} JOBS=${JOBS:-12} \
   bash benchmarks/scan_gpu.sh
-tail -12 scan_speed/scan_speed.log
+tail -12 "$OUT/scan_speed.log"

@@ -49,6 +49,8 @@ parser.add_argument("--skip", type=int, default=100, help="steps left out of the
 parser.add_argument("--out", required=True)
 args = parser.parse_args()
 out = Path(args.out)
+if (out / "runs").exists() and any((out / "runs").iterdir()):
+    sys.exit(f"{out / 'runs'} is not empty: give a new --out (old runs would be read as new)")
 (out / "runs").mkdir(parents=True, exist_ok=True)
 
 processes = {}
@@ -61,8 +63,8 @@ for name, (model, position_key, flags) in RUNS.items():
         "--valid-count", "64", "--device", args.device, "--no-progress", "--out", str(run_dir),
         *flags,
     ]  # fmt: skip
-    log = (out / f"{run_dir.name}.log").open("w")
-    processes[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), run_dir)
+    with (out / f"{run_dir.name}.log").open("w") as log:  # the child keeps its own handle
+        processes[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), run_dir)
 
 records = []
 for name, (process, run_dir) in processes.items():
@@ -73,7 +75,7 @@ for name, (process, run_dir) in processes.items():
     trained = [x for x in lines if "loss" in x]
     counted = [x for x in trained if x["step"] >= args.skip]
     record = {"run": name, "exit_status": status, "steps": trained[-1]["step"] if trained else 0}
-    if len(counted) >= 2:
+    if status == 0 and len(counted) >= 2:
         first, last = counted[0], counted[-1]
         seconds = last["elapsed_seconds"] - first["elapsed_seconds"]
         record.update(
@@ -105,7 +107,8 @@ for r in records:
     rate = r.get("steps_per_second", float("nan"))
     warm_up = r.get("seconds_to_first_counted_step", float("nan"))
     print(f"{r['run']:26} {r['steps']:6d} {rate:8.2f} {warm_up:12.1f}")
+rates = {r["run"]: r.get("steps_per_second") for r in records}
 for model in ("transformer+panm", "transformer"):
-    rates = [r.get("steps_per_second") for r in records if r["run"].startswith(model + " ")]
-    if all(rates):
-        print(f"{model}: graphs / eager = {rates[1] / rates[0]:.2f}x")
+    eager, graphs = rates[f"{model} eager"], rates[f"{model} graphs"]
+    if eager and graphs:
+        print(f"{model}: graphs / eager = {graphs / eager:.2f}x")

@@ -126,6 +126,7 @@ def test_minutes_budget_stops_training(tmp_path):
         (dict(train_lengths=(5, 2)), "train_lengths"),
         (dict(minutes=-1.0), "minutes"),
         (dict(pad_multiple=0), "pad_multiple"),
+        (dict(pad_multiple=16.0), "pad_multiple"),
     ],
 )
 def test_config_errors(changes, message):
@@ -218,7 +219,7 @@ def test_unknown_compile_mode_is_rejected():
         tiny_config(compile="fastest")
 
 
-def test_train_command_passes_the_compile_mode(tmp_path, monkeypatch):
+def test_train_command_passes_compile_mode_and_padding(tmp_path, monkeypatch):
     import panm.cli
     from panm.training import TrainResult
 
@@ -258,9 +259,43 @@ def test_padding_a_batch_changes_neither_loss_nor_gradients(model):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_a_run_with_padded_batches_follows_the_plain_run(tmp_path):
+def test_a_run_with_padded_batches_follows_the_plain_run(tmp_path, monkeypatch):
+    import panm.training
+
+    shapes = []
+
+    def recording_loss(model, batch, bos_id, token_count):
+        if model.training:  # training steps; validation's batches are not padded
+            shapes.append((batch.src.shape[1], batch.tgt.shape[1]))
+        return sequence_loss(model, batch, bos_id, token_count)
+
     train(tiny_config(), tmp_path / "plain", progress=False)
+    monkeypatch.setattr(panm.training, "sequence_loss", recording_loss)
     train(tiny_config(pad_multiple=16), tmp_path / "padded", progress=False)
+    assert len(shapes) == 6 and all(src % 16 == 0 and tgt % 16 == 0 for src, tgt in shapes)
     # Measured: the first step's loss and gradients agree to float rounding (test above);
     # Adam magnifies rounding in near-zero gradients to |delta w| <= 1e-4 after 6 steps.
     assert_runs_agree(tmp_path / "plain", tmp_path / "padded")
+
+
+def test_padding_is_refused_with_randomized_positions(tmp_path):
+    overrides = {"d_model": 16, "ff_dim": 16, "position": "relative", "random_positions": 64}
+    config = tiny_config(model="transformer", model_overrides=overrides, pad_multiple=16)
+    with pytest.raises(ValueError, match="randomized positions"):
+        train(config, tmp_path / "run", progress=False)
+
+
+def test_batch_padded_rounds_lengths_up_and_masks_the_padding():
+    task = get_task("id_sort")  # two input fields
+    batch = training_batch(task, tiny_config(task="id_sort"), step=0)
+    assert batch.padded(1) is batch
+    with pytest.raises(ValueError, match="multiple"):
+        batch.padded(0)
+    padded = batch.padded(8)
+    length, steps = batch.src.shape[1], batch.tgt.shape[1]
+    assert padded.src.shape == (len(batch), -(-length // 8) * 8, batch.src.shape[2])
+    assert padded.src_mask.dtype == torch.bool and padded.tgt.shape[1] == -(-steps // 8) * 8
+    assert torch.equal(padded.src[:, :length], batch.src)
+    assert torch.equal(padded.tgt_mask[:, :steps], batch.tgt_mask)
+    assert not padded.src_mask[:, length:].any() and not padded.tgt_mask[:, steps:].any()
+    assert padded.padded(8).src.shape == padded.src.shape  # already a multiple: unchanged

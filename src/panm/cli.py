@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--pad-multiple",
         type=int,
-        help="pad training batches' lengths up to a multiple of N (few shapes for --compile)",
+        metavar="N",
+        help="pad training batches' lengths up to a multiple of N, so that --compile meets few "
+        "shapes (default 1: no padding; a resumed run keeps its own)",
     )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_flags(tr)

@@ -100,8 +100,11 @@ class TrainConfig:
         ("reduce-overhead" adds CUDA graphs on a GPU).
     pad_multiple: pad every training batch's input and target lengths up to a multiple of
         this (`Batch.padded`; 1: no padding), so that a compiled model meets a few shapes, not
-        one per batch: CUDA graphs record a graph per shape. Padding is masked: the loss and
-        gradients do not change (tests/test_training.py).
+        one per batch: CUDA graphs record a graph per shape. Padding is masked: without
+        dropout the loss and gradients do not change (tests/test_training.py); with dropout the
+        random masks are drawn over the padded shape, so a padded run draws differently (same
+        distribution, another run). Not allowed with randomized positions (`random_positions`),
+        whose draw would spread over the padding instead of the tokens.
     """
 
     task: str = "copy"
@@ -125,8 +128,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.compile = compile_mode(self.compile)
-        if self.pad_multiple < 1:
-            raise ValueError(f"pad_multiple must be >= 1, got {self.pad_multiple}")
+        if not isinstance(self.pad_multiple, int) or self.pad_multiple < 1:
+            raise ValueError(f"pad_multiple must be an integer >= 1, got {self.pad_multiple!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.minutes is not None and self.minutes <= 0:
@@ -309,6 +312,8 @@ def _train(
         torch.manual_seed(config.seed)
         model = build_model(config.model, task, config.model_overrides).to(device)
         state = {}
+    if config.pad_multiple > 1 and getattr(model.config, "random_positions", 0):
+        raise ValueError("pad_multiple > 1 cannot be used with randomized positions")
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(

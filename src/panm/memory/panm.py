@@ -733,8 +733,10 @@ def _first_of_one_run(mask: Tensor) -> Tensor:
     run = (positions >= first.unsqueeze(1)) & (positions < (first + lengths).unsqueeze(1))
     empty, holes = lengths == 0, (run != mask).any(dim=1)
     # A compiled model skips the check: reading it on the host waits for the device and splits
-    # the graph. Eager calls, which include every evaluation, still check.
-    if not torch.compiler.is_compiling() and bool((empty | holes).any()):
+    # the graph. Eager calls, which include every evaluation, still check; so does torch < 2.3,
+    # which has no torch.compiler.is_compiling.
+    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
+    if not compiling and bool((empty | holes).any()):
         empty_rows = empty.nonzero().flatten().tolist()
         if empty_rows:
             raise ValueError(f"memory_mask has no valid slot in batch rows {empty_rows[:10]}")
