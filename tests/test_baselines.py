@@ -284,7 +284,7 @@ def test_position_encoding_shapes(kind: str) -> None:
     qk = torch.randn(2, 4, 7, 4)
     assert encoding.rotate(qk).shape == qk.shape
     bias = encoding.attention_bias(5, 7)
-    if kind in ("relative", "alibi"):
+    if kind in ("relative", "t5", "alibi"):
         assert bias is not None and bias.shape == (1, 4, 5, 7)
     else:
         assert bias is None

@@ -5,9 +5,10 @@ needs it, so that one attention module serves them all:
 
 * `add_to_input(x, positions)`: absolute encodings ("sinusoidal", "learned") add a vector per
   position to the layer input (B, L, D).
-* `attention_bias(q_len, k_len, positions)`: relative encodings ("relative": T5 bucketed bias,
-  "alibi") return a bias (1, heads, Lq, Lk) added to the attention scores of every layer; the
-  queries are the last Lq of the Lk key positions (the newest steps in cached decoding).
+* `attention_bias(q_len, k_len, positions)`: relative encodings ("relative" and "t5": T5's
+  bucketed bias, "alibi") return a bias (1, heads, Lq, Lk) added to the attention scores of
+  every layer; the queries are the last Lq of the Lk key positions (the newest steps in cached
+  decoding).
 * `rotate(x, positions)`: "rope" rotates queries and keys (B, heads, L, head_dim) by their
   positions.
 
@@ -28,8 +29,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-POSITION_KINDS = ("sinusoidal", "learned", "relative", "rope", "alibi", "none")
-RANDOMIZABLE_KINDS = ("sinusoidal", "relative", "rope", "alibi")
+POSITION_KINDS = ("sinusoidal", "learned", "relative", "t5", "rope", "alibi", "none")
+RANDOMIZABLE_KINDS = ("sinusoidal", "relative", "t5", "rope", "alibi")
 """Kinds that accept any position, so `random_range` > 0 (randomized positions)."""
 
 
@@ -146,29 +147,48 @@ class LearnedPositions(PositionEncoding):
 class RelativePositionBias(PositionEncoding):
     """T5's learned relative position bias: one scalar per head and bucket of key - query offset.
 
-    Offsets below `num_buckets // 4` in magnitude have a bucket each; larger ones share
-    logarithmically wider buckets up to `max_distance`, beyond which all offsets share the last
-    bucket. Positive and negative offsets use separate halves of the buckets (bidirectional).
+    Bidirectional (an encoder; every stack of the "relative" kind): positive and negative
+    offsets use separate halves of the `num_buckets` buckets; offsets below `num_buckets // 4`
+    in magnitude have a bucket each, larger ones share logarithmically wider buckets up to
+    `max_distance`, beyond which all share the last bucket. With the default 32 buckets that is
+    8 exact offsets each way, then 8-11, 12-15, 16-22, 23-31, 32-45, 46-63, 64-90, 91 and up.
+    Unidirectional (T5's causal decoder; the "t5" kind's decoder): all buckets go to offsets
+    <= 0, positive ones fall in bucket 0 with offset 0, so with 32 buckets offsets 0..15 back
+    have a bucket each, then 16-18, 19-20, 21-23, 24-26, 27-30, ..., 99-112, 113 and up. A
+    causal stack sees no positive offsets, so a bidirectional bias leaves half its buckets
+    unused there.
     """
 
     def __init__(
-        self, heads: int, num_buckets: int = 32, max_distance: int = 128, random_range: int = 0
+        self,
+        heads: int,
+        num_buckets: int = 32,
+        max_distance: int = 128,
+        random_range: int = 0,
+        bidirectional: bool = True,
     ) -> None:
         super().__init__(random_range)
         self.num_buckets = num_buckets
         self.max_distance = max_distance
+        self.bidirectional = bidirectional
         self.table = nn.Embedding(num_buckets, heads)
         nn.init.normal_(self.table.weight, std=0.02)
 
     def bucket(self, offset: Tensor) -> Tensor:
         """Bucket ids (same shape) of integer offsets key - query."""
-        half = self.num_buckets // 2
+        if self.bidirectional:
+            half = self.num_buckets // 2
+            side = (offset > 0).long() * half
+            distance = offset.abs()
+        else:
+            half = self.num_buckets
+            side = torch.zeros_like(offset)
+            distance = (-offset).clamp(min=0)
         exact = half // 2
-        distance = offset.abs()
         log_ratio = torch.log(distance.clamp(min=exact).float() / exact)
         far = exact + (log_ratio / math.log(self.max_distance / exact) * (half - exact)).long()
         far = far.clamp(max=half - 1)
-        return (offset > 0).long() * half + torch.where(distance < exact, distance, far)
+        return side + torch.where(distance < exact, distance, far)
 
     def attention_bias(self, q_len: int, k_len: int, positions: Tensor | None = None) -> Tensor:
         offset = key_minus_query(q_len, k_len, self.table.weight.device, positions)
@@ -221,12 +241,14 @@ class RotaryPositions(PositionEncoding):
 
 
 def build_position_encoding(
-    kind: str, dim: int, heads: int, max_len: int, random_range: int = 0
+    kind: str, dim: int, heads: int, max_len: int, random_range: int = 0, causal: bool = False
 ) -> PositionEncoding:
     """The encoding `kind` (one of POSITION_KINDS) for model width `dim` split into `heads`.
 
     `max_len` bounds only "learned" positions. random_range > 0 randomizes the positions of the
-    kinds in RANDOMIZABLE_KINDS (a ValueError for the others).
+    kinds in RANDOMIZABLE_KINDS (a ValueError for the others). `causal`: the stack is a causal
+    decoder, where "t5" gives all of its buckets to past offsets, as T5's decoder does;
+    "relative" keeps bidirectional buckets in every stack (the kind panm's earlier runs used).
     """
     if random_range and kind not in RANDOMIZABLE_KINDS:
         raise ValueError(
@@ -236,8 +258,9 @@ def build_position_encoding(
         return SinusoidalPositions(dim, random_range=random_range)
     if kind == "learned":
         return LearnedPositions(dim, max_len)
-    if kind == "relative":
-        return RelativePositionBias(heads, random_range=random_range)
+    if kind in ("relative", "t5"):
+        bidirectional = kind == "relative" or not causal
+        return RelativePositionBias(heads, random_range=random_range, bidirectional=bidirectional)
     if kind == "rope":
         return RotaryPositions(dim // heads, random_range=random_range)
     if kind == "alibi":

@@ -213,9 +213,14 @@ class DecoderLayer(nn.Module):
 
 
 class _LayerStack(nn.Module):
-    """Position encoding, input dropout, `layers` layers of `layer_class`, final LayerNorm."""
+    """Position encoding, input dropout, `layers` layers of `layer_class`, final LayerNorm.
+
+    shared_layers: one layer's weights applied `layers` times (the Universal Transformer's
+    weight sharing across depth, without its adaptive halting); False: `layers` layers.
+    """
 
     layer_class: type[nn.Module]
+    causal_positions = False
 
     def __init__(
         self,
@@ -227,14 +232,23 @@ class _LayerStack(nn.Module):
         position: str,
         max_len: int = 512,
         random_positions: int = 0,
+        shared_layers: bool = False,
     ) -> None:
         super().__init__()
-        self.position = build_position_encoding(position, dim, heads, max_len, random_positions)
+        self.position = build_position_encoding(
+            position, dim, heads, max_len, random_positions, causal=self.causal_positions
+        )
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            self.layer_class(dim, heads, ff_dim, dropout) for _ in range(layers)
+            self.layer_class(dim, heads, ff_dim, dropout)
+            for _ in range(1 if shared_layers else layers)
         )
+        self.depth = layers
         self.ln_final = nn.LayerNorm(dim)
+
+    def stack(self) -> list[nn.Module]:
+        """The layers in the order they run: `depth` of them (one repeated when shared)."""
+        return [self.layers[i % len(self.layers)] for i in range(self.depth)]
 
 
 class TransformerEncoder(_LayerStack):
@@ -250,7 +264,7 @@ class TransformerEncoder(_LayerStack):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         positions = self.position.draw(x.shape[1], x.device)
         x = self.dropout(self.position.add_to_input(x, positions))
-        for layer in self.layers:
+        for layer in self.stack():
             x = layer(x, mask, self.position, positions)
         return self.ln_final(x)
 
@@ -263,11 +277,12 @@ class TransformerDecoder(_LayerStack):
     """
 
     layer_class = DecoderLayer
+    causal_positions = True
 
     def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor, causal: bool) -> Tensor:
         positions = self.position.draw(x.shape[1], x.device)
         x = self.dropout(self.position.add_to_input(x, positions))
-        for layer in self.layers:
+        for layer in self.stack():
             x = layer(x, memory, memory_mask, causal, self.position, positions)
         return self.ln_final(x)
 
@@ -282,7 +297,7 @@ class TransformerDecoder(_LayerStack):
                     layer.self_attn.empty_cache(memory, num_steps),
                     layer.cross_attn.context_cache(memory),
                 )
-                for layer in self.layers
+                for layer in self.stack()
             ],
             memory_mask=memory_mask,
             positions=position_ids(num_steps, drawn, memory.device),
@@ -297,7 +312,7 @@ class TransformerDecoder(_LayerStack):
             raise ValueError(f"the cache was started for {len(cache.positions)} steps, not {end}")
         positions = cache.positions[:end]
         x = self.dropout(self.position.add_to_input(x, positions[done:]))
-        for layer, caches in zip(self.layers, cache.layers, strict=True):
+        for layer, caches in zip(self.stack(), cache.layers, strict=True):
             x = layer(x, None, cache.memory_mask, True, self.position, positions, caches)
         cache.length = end
         return self.ln_final(x)

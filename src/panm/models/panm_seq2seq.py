@@ -40,8 +40,9 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
         causal Transformer decoder (`decoder_layers` layers, cross-attending to the memory)
         runs first and PANM's controller sits on its last layer, taking its states as the
         per-step input; the pointer values then feed the output (the paper's Transformer+PANM).
-    transformer_heads, transformer_ff_dim, transformer_position: the Transformer encoder's
-        and decoder's settings (position: see `panm.backbones.positions`).
+    transformer_heads, transformer_ff_dim, transformer_position, transformer_shared_layers: the
+        Transformer encoder's and decoder's settings (position: see `panm.backbones.positions`;
+        shared_layers: one layer's weights applied at every depth, as `TransformerConfig`'s).
     dropout: dropout inside the encoder.
     factored_reads: with memory_source="embedding", PANM applies every linear map of its reads
         (controller input, output MLP, Mode-2 query and keys) to the embedding table rather than
@@ -68,6 +69,7 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     transformer_heads: int = 4
     transformer_ff_dim: int = 256
     transformer_position: str = "sinusoidal"
+    transformer_shared_layers: bool = False
     dropout: float = 0.0
     factored_reads: bool = True
     mode2_key_fields: tuple[int, ...] = ()
@@ -83,6 +85,8 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
             raise ValueError(
                 f"memory_source must be one of {MEMORY_SOURCES}, got {self.memory_source!r}"
             )
+        if self.transformer_shared_layers and "transformer" not in (self.encoder, self.decoder):
+            raise ValueError("transformer_shared_layers needs a 'transformer' encoder or decoder")
         if not self.encoder_bidirectional and self.encoder not in ("gru", "lstm"):
             raise ValueError("encoder_bidirectional=False needs a 'gru' or 'lstm' encoder")
         uses_final_state = self.panm.controller_init == "given"
@@ -146,6 +150,7 @@ class PANMSeq2Seq(Seq2SeqModel):
                 ff_dim=config.transformer_ff_dim,
                 dropout=config.dropout,
                 position=config.transformer_position,
+                shared_layers=config.transformer_shared_layers,
             )
         self.memory = PANM(config.panm)
         # PANM's `key_rows` (V,): the embedding table rows of mode2_key_fields, made once
@@ -172,6 +177,7 @@ class PANMSeq2Seq(Seq2SeqModel):
                 ff_dim=config.transformer_ff_dim,
                 dropout=config.dropout,
                 position=config.transformer_position,
+                shared_layers=config.transformer_shared_layers,
             )
         return None
 

@@ -32,13 +32,16 @@ class TransformerConfig(Seq2SeqConfig):
     encoder_layers, decoder_layers: layers of each stack (default 3 and 3).
     ff_dim: hidden width of the feed-forward blocks (default 256).
     dropout: on embeddings, attention weights and residual branches (default 0.1).
-    position: "sinusoidal", "learned", "relative" (T5 bias), "rope", "alibi" or "none" (NoPE),
-        used by both stacks (default "sinusoidal").
+    position: "sinusoidal", "learned", "relative" (T5's bias, bidirectional buckets in both
+        stacks), "t5" (T5's bias as T5 has it: unidirectional buckets in the causal decoder),
+        "rope", "alibi" or "none" (NoPE), used by both stacks (default "sinusoidal").
     max_positions: longest sequence "learned" positions cover (default 512).
     random_positions: 0 (default) for positions 0, 1, ...; R > 0 for randomized positions
         (Ruoss et al. 2023): each forward pass of a stack, in training and evaluation, draws its
         positions as a sorted random subset of 0..R-1 (R at least the longest input or output;
-        "sinusoidal", "relative", "rope" or "alibi" only).
+        "sinusoidal", "relative", "t5", "rope" or "alibi" only).
+    shared_layers: each stack applies one layer's weights encoder_layers / decoder_layers times
+        (Universal Transformer weight sharing; default False).
     """
 
     d_model: int = 128
@@ -50,6 +53,7 @@ class TransformerConfig(Seq2SeqConfig):
     position: str = "sinusoidal"
     max_positions: int = 512
     random_positions: int = 0
+    shared_layers: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -88,14 +92,30 @@ class TransformerSeq2Seq(Seq2SeqModel):
         dim = config.d_model
         heads, ff_dim, dropout = config.num_heads, config.ff_dim, config.dropout
         position, max_len = config.position, config.max_positions
-        randomized = config.random_positions
+        randomized, shared = config.random_positions, config.shared_layers
         self.embed = TokenEmbedding(config.input_vocab_sizes, dim, config.ordinal_fields)
         self.encoder = TransformerEncoder(
-            dim, heads, config.encoder_layers, ff_dim, dropout, position, max_len, randomized
+            dim,
+            heads,
+            config.encoder_layers,
+            ff_dim,
+            dropout,
+            position,
+            max_len,
+            randomized,
+            shared,
         )
         self.decoder_input = DecoderInput(config.decoder_input, config.output_vocab_size, dim)
         self.decoder = TransformerDecoder(
-            dim, heads, config.decoder_layers, ff_dim, dropout, position, max_len, randomized
+            dim,
+            heads,
+            config.decoder_layers,
+            ff_dim,
+            dropout,
+            position,
+            max_len,
+            randomized,
+            shared,
         )
         self.head = nn.Linear(dim, config.output_vocab_size)
 
