@@ -37,7 +37,7 @@ MODES = ("none", "previous_token")
 
 
 def small(name: str, mode: str) -> Seq2SeqModel:
-    """A tiny model of kind `name` ("transformer-<position>" for Transformers)."""
+    """A tiny model of kind `name` ("transformer-<position>[-shared]" for Transformers)."""
     common = dict(input_vocab_sizes=VOCAB, output_vocab_size=OUT, decoder_input=mode)
     if name == "lstm":
         return LSTMSeq2Seq(LSTMConfig(**common, hidden_dim=16, num_layers=2, dropout=0.0))
@@ -61,6 +61,7 @@ def small(name: str, mode: str) -> Seq2SeqModel:
         ff_dim=32,
         dropout=0.0,
         position=position,
+        shared_layers=name.endswith("-shared"),
     )
     return TransformerSeq2Seq(config)
 
@@ -71,6 +72,7 @@ MODELS = (
     "attention-lstm-bahdanau",
     "pointer",
     *(f"transformer-{p}" for p in POSITION_KINDS),
+    "transformer-t5-shared",
 )
 
 
@@ -182,7 +184,10 @@ def test_gradients_reach_every_parameter(name: str, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", ["lstm", "attention-gru-luong", "pointer", "transformer-relative"])
+@pytest.mark.parametrize(
+    "name",
+    ["lstm", "attention-gru-luong", "pointer", "transformer-relative", "transformer-t5-shared"],
+)
 def test_save_and_load_give_identical_outputs(name: str, mode: str, tmp_path) -> None:
     model = small(name, mode).eval()
     model.save_pretrained(tmp_path)
@@ -355,6 +360,46 @@ def test_relative_bias_buckets() -> None:
     assert (bucket[300 + 1 :].diff() >= 0).all()  # monotone in distance
     bias = relative.attention_bias(4, 6)
     assert bias[0, :, 0, 2].equal(bias[0, :, 1, 3])  # depends on the offset only
+
+
+def test_unidirectional_relative_bias_buckets() -> None:
+    """T5's decoder buckets: all 32 for offsets <= 0, the first 16 of them exact."""
+    causal = RelativePositionBias(heads=2, num_buckets=32, max_distance=128, bidirectional=False)
+    back = -torch.arange(0, 300)
+    bucket = causal.bucket(back)
+    assert torch.equal(bucket[:16], torch.arange(16))
+    assert bucket[16:19].unique().tolist() == [16]  # 16-18 back share the first wide bucket
+    assert bucket[19] == 17
+    assert bucket[113:].unique().tolist() == [31]
+    assert (bucket.diff() >= 0).all()
+    assert (causal.bucket(torch.arange(1, 5)) == 0).all()  # a later key counts as offset 0
+
+
+@pytest.mark.parametrize("kind", ["relative", "t5"])
+def test_t5_position_gives_only_the_decoder_unidirectional_buckets(kind: str) -> None:
+    model = small(f"transformer-{kind}", "previous_token")
+    assert model.encoder.position.bidirectional
+    assert model.decoder.position.bidirectional == (kind == "relative")
+
+
+def test_shared_layers_apply_one_layer_at_every_depth() -> None:
+    torch.manual_seed(0)
+    shared = small("transformer-t5-shared", "previous_token").eval()
+    assert len(shared.encoder.layers) == len(shared.decoder.layers) == 1
+    assert shared.encoder.depth == shared.decoder.depth == 2
+    torch.manual_seed(0)
+    separate = small("transformer-t5", "previous_token").eval()
+    per_layer = sum(p.numel() for p in separate.decoder.layers[0].parameters())
+    per_layer += sum(p.numel() for p in separate.encoder.layers[0].parameters())
+    assert shared.num_parameters() == separate.num_parameters() - per_layer
+    # the shared stack equals a separate one whose layers all hold the shared weights
+    separate.load_state_dict(shared.state_dict(), strict=False)
+    for stack, source in ((separate.encoder, shared.encoder), (separate.decoder, shared.decoder)):
+        stack.layers[1].load_state_dict(source.layers[0].state_dict())
+        stack.layers[0].load_state_dict(source.layers[0].state_dict())
+    src, mask = random_batch([5, 3])
+    args = decode_args("previous_token", batch=2, steps=4)
+    torch.testing.assert_close(shared(src, mask, **args), separate(src, mask, **args))
 
 
 # ---------------------------------------------------------------- Transformer blocks

@@ -39,6 +39,8 @@ PANM_VARIANTS = [
     {"encoder": "gru", "panm.output_previous_read": True},
     {"encoder": "none", "memory_source": "embedding", "panm.mode2_keys": "previous_slot",
      "panm.mode2_selection": "hard", "panm.mode2_decoys": False},
+    {"encoder": "transformer", "decoder": "transformer", "transformer_position": "t5",
+     "transformer_shared_layers": True},
 ]  # fmt: skip
 
 
@@ -91,10 +93,12 @@ def assert_cached_equals_uncached(model, task, batch, device="cpu"):
     assert not (oracle[early] == task.eos_id).any()
 
 
+@pytest.mark.parametrize("shared_layers", [False, True])
 @pytest.mark.parametrize("position", POSITION_KINDS)
-def test_transformer_cached_decoding_equals_uncached(scan, position):
+def test_transformer_cached_decoding_equals_uncached(scan, position, shared_layers):
     task, batch = scan
-    model = transformer(task, position)
+    # another seed for the shared stacks: with seed 0 some decode a single repeated token
+    model = transformer(task, position, seed=3 if shared_layers else 0, shared_layers=shared_layers)
     with torch.no_grad():  # make EOS a frequent choice, so that oracle decoding delays it
         model.head.bias[task.eos_id] += 1.0
     assert_cached_equals_uncached(model, task, batch)

@@ -85,6 +85,14 @@ def test_forward_only_encoder_slots_do_not_see_later_slots():
         small_panm(task, encoder="transformer", encoder_bidirectional=False)
 
 
+def test_shared_transformer_layers_need_a_transformer_stack():
+    task = get_task("copy")
+    with pytest.raises(ValueError, match="transformer_shared_layers needs"):
+        small_panm(task, encoder="gru", transformer_shared_layers=True)
+    model = small_panm(task, encoder="transformer", transformer_shared_layers=True)
+    assert len(model.encoder.layers) == 1 and model.encoder.depth == model.config.encoder_layers
+
+
 def test_registry_save_load_round_trip(tmp_path):
     task = get_task("mix")
     for name in SCRATCH_MODELS:
