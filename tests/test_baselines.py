@@ -393,7 +393,8 @@ def test_shared_layers_apply_one_layer_at_every_depth() -> None:
     per_layer += sum(p.numel() for p in separate.encoder.layers[0].parameters())
     assert shared.num_parameters() == separate.num_parameters() - per_layer
     # the shared stack equals a separate one whose layers all hold the shared weights
-    separate.load_state_dict(shared.state_dict(), strict=False)
+    missing = separate.load_state_dict(shared.state_dict(), strict=False).missing_keys
+    assert {key.split(".layers.")[1][0] for key in missing} == {"1"}
     for stack, source in ((separate.encoder, shared.encoder), (separate.decoder, shared.decoder)):
         stack.layers[1].load_state_dict(source.layers[0].state_dict())
         stack.layers[0].load_state_dict(source.layers[0].state_dict())
@@ -442,12 +443,24 @@ def test_transformer_stacks_are_batch_invariant(kind: str) -> None:
     mask = torch.arange(7)[None, :] < torch.tensor([7, 4, 2])[:, None]
     queries = torch.randn(3, 5, 16)
     memory = encoder(x, mask)
-    out = decoder(queries, memory, mask, causal=False)
+    causal = kind == "t5"  # its decoder buckets are for a causal decoder only
+    out = decoder(queries, memory, mask, causal=causal)
     assert memory.shape == (3, 7, 16) and out.shape == (3, 5, 16)
     alone_memory = encoder(x[1:2, :4], mask[1:2, :4])
     torch.testing.assert_close(memory[1:2, :4], alone_memory, atol=1e-5, rtol=0)
-    alone = decoder(queries[1:2], alone_memory, mask[1:2, :4], causal=False)
+    alone = decoder(queries[1:2], alone_memory, mask[1:2, :4], causal=causal)
     torch.testing.assert_close(out[1:2], alone, atol=1e-5, rtol=0)
+
+
+def test_a_t5_decoder_refuses_non_causal_attention() -> None:
+    decoder = TransformerDecoder(16, 4, 1, 32, 0.0, "t5")
+    with pytest.raises(ValueError, match="unidirectional"):
+        decoder(
+            torch.randn(1, 3, 16),
+            torch.randn(1, 2, 16),
+            torch.ones(1, 2, dtype=torch.bool),
+            causal=False,
+        )
 
 
 # ---------------------------------------------------------------- randomized positions

@@ -142,7 +142,8 @@ def test_a_cached_step_runs_the_new_token_only(scan):
     """The encoder runs once per generate call and every decoder layer sees one step per call,
     so a step's cost does not grow with the steps before it (beyond attending to them)."""
     task, batch = scan
-    for model in (transformer(task, "relative"), panm(task, PANM_VARIANTS[0])):
+    models = (transformer(task, "relative"), transformer(task, "t5", shared_layers=True))
+    for model in (*models, panm(task, PANM_VARIANTS[0])):
         encoder_calls: list[int] = []
         layer_lengths: list[int] = []
         model.encoder.register_forward_hook(lambda *_, calls=encoder_calls: calls.append(1))
@@ -152,7 +153,7 @@ def test_a_cached_step_runs_the_new_token_only(scan):
             )
         model.generate(batch.src, batch.src_mask, STEPS, bos_id=task.bos_id)
         assert len(encoder_calls) == 1
-        assert layer_lengths == [1] * (STEPS * len(model.decoder.layers))
+        assert layer_lengths == [1] * (STEPS * model.decoder.depth)
 
 
 def test_stepping_past_the_started_steps_is_an_error(scan):

@@ -150,8 +150,9 @@ class RelativePositionBias(PositionEncoding):
     Bidirectional (an encoder; every stack of the "relative" kind): positive and negative
     offsets use separate halves of the `num_buckets` buckets; offsets below `num_buckets // 4`
     in magnitude have a bucket each, larger ones share logarithmically wider buckets up to
-    `max_distance`, beyond which all share the last bucket. With the default 32 buckets that is
-    8 exact offsets each way, then 8-11, 12-15, 16-22, 23-31, 32-45, 46-63, 64-90, 91 and up.
+    `max_distance`, beyond which all share the last bucket. With the default 32 buckets offsets
+    0..7 back and 1..7 ahead have a bucket each, then 8-11, 12-15, 16-22, 23-31, 32-45, 46-63,
+    64-90, 91 and up.
     Unidirectional (T5's causal decoder; the "t5" kind's decoder): all buckets go to offsets
     <= 0, positive ones fall in bucket 0 with offset 0, so with 32 buckets offsets 0..15 back
     have a bucket each, then 16-18, 19-20, 21-23, 24-26, 27-30, ..., 99-112, 113 and up. A

@@ -7,9 +7,10 @@ absolute ones to the stack's input, relative ones inside every self-attention la
 all layers, as in T5). Cross-attention uses no position information.
 
 Cached (incremental) decoding: `TransformerDecoder.start` projects the memory's keys and values
-once per layer and draws the positions of all steps; `TransformerDecoder.step` then runs the
-newest step(s) only, appending their self-attention keys and values to a `KeyValueCache` per
-layer, so that a step costs O(steps so far) instead of rerunning the whole prefix.
+once per depth (per layer, or per application of the shared layer) and draws the positions of
+all steps; `TransformerDecoder.step` then runs the newest step(s) only, appending their
+self-attention keys and values to a `KeyValueCache` per depth, so that a step costs O(steps so
+far) instead of rerunning the whole prefix.
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ class _LayerStack(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             self.layer_class(dim, heads, ff_dim, dropout)
-            for _ in range(1 if shared_layers else layers)
+            for _ in range(min(layers, 1) if shared_layers else layers)
         )
         self.depth = layers
         self.ln_final = nn.LayerNorm(dim)
@@ -273,13 +274,16 @@ class TransformerDecoder(_LayerStack):
     """A stack of pre-LN decoder layers (self- and cross-attention) with a final LayerNorm.
 
     forward: x (B, T, D) decoder inputs, memory (B, L, D) encoder outputs, memory_mask (B, L)
-    bool, causal (step t attends to steps <= t only) -> (B, T, D).
+    bool, causal (step t attends to steps <= t only) -> (B, T, D). The "t5" position kind
+    gives this stack unidirectional buckets, which need `causal`.
     """
 
     layer_class = DecoderLayer
     causal_positions = True
 
     def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor, causal: bool) -> Tensor:
+        if not causal and not getattr(self.position, "bidirectional", True):
+            raise ValueError("this decoder's position buckets are unidirectional: use causal=True")
         positions = self.position.draw(x.shape[1], x.device)
         x = self.dropout(self.position.add_to_input(x, positions))
         for layer in self.stack():
@@ -322,7 +326,8 @@ class TransformerDecoder(_LayerStack):
 class DecoderCache:
     """A `TransformerDecoder`'s state in cached decoding (see `TransformerDecoder.start`).
 
-    layers: per layer, the self-attention cache of the steps so far and the memory's cache.
+    layers: per depth (see `_LayerStack.stack`), the self-attention cache of the steps so far
+        and the memory's cache.
     memory_mask: (B, L) bool. positions: (num_steps,) long, every step's position.
     length: the steps decoded so far.
     """
