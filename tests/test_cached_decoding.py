@@ -41,6 +41,10 @@ PANM_VARIANTS = [
      "panm.mode2_selection": "hard", "panm.mode2_decoys": False},
     {"encoder": "transformer", "decoder": "transformer", "transformer_position": "t5",
      "transformer_shared_layers": True},
+    {"encoder": "transformer", "decoder": "transformer", "transformer_position": "rope",
+     "panm.output_input": True},
+    {"encoder": "none", "memory_source": "embedding", "decoder": "transformer",
+     "panm.output_input": True, "panm.output_previous_read": True},
 ]  # fmt: skip
 
 

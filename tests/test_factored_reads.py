@@ -69,6 +69,10 @@ VARIANTS = {  # name: (task, overrides on top of the task's recipe)
         "reverse",
         {**BASE_DESIGN, "panm.output_previous_read": True},
     ),
+    "Transformer decoder, its states to the output too, previous read": (
+        "copy",
+        {"decoder": "transformer", "decoder_layers": 1, "panm.output_input": True},
+    ),
     "given controller state (GRU encoder, embedding memory)": (
         "copy",
         {"encoder": "gru", "panm.controller_init": "given"},

@@ -312,6 +312,26 @@ def test_given_controller_state():
     assert not torch.allclose(a.logits, b.logits)
 
 
+def test_output_input_reaches_the_output_directly():
+    """With output_input the output MLP sees the step's decoder input itself: a change of the
+    input at the last step changes that step's logits even with the controller's input weights
+    zeroed, so not through the controller; without it, it cannot."""
+    with pytest.raises(ValueError, match="output_input needs a decoder input"):
+        make_panm(output_input=True)
+    memory, mask = random_memory([4, 3])
+    inputs = torch.randn(2, 3, 5)
+    changed = inputs.clone()
+    changed[:, -1] += 1.0
+    for output_input in (True, False):
+        torch.manual_seed(0)
+        panm = make_panm(input_dim=5, output_input=output_input).eval()
+        with torch.no_grad():
+            panm.controller.weight_ih_l0[:, :5] = 0.0
+        a, b = (panm(memory, mask, inputs=x).logits for x in (inputs, changed))
+        assert torch.equal(a[:, :-1], b[:, :-1])
+        assert torch.equal(a[:, -1], b[:, -1]) != output_input
+
+
 def test_same_seed_same_result():
     def run():
         torch.manual_seed(123)

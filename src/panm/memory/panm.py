@@ -12,7 +12,8 @@ Read top to bottom: the config, the output, then `PANM.forward`, which
 5. runs the GRU controller over the reads and the optional decoder input, and maps
    [controller state, Mode-1 reads, Mode-2 reads] of every step (with output_initial_read,
    also the slots under the initial pointers; with output_previous_read, the step before's
-   Mode-1 reads) to outputs with an MLP (`PANM.decode`: all
+   Mode-1 reads; with output_input, the step's decoder input) to outputs with an MLP
+   (`PANM.decode`: all
    steps at once, or one at a time in cached generation).
 
 Shapes: B batch, L memory slots, D memory width, T decoding steps, G Mode-1 pointers, H Mode-2
@@ -98,6 +99,10 @@ class PANMConfig:
         it reads, so an answer that is the slot a pointer *starts* on and then each slot it
         leaves (Reverse's, from the last slot down) is then read, not carried for one step in
         the controller's state, the same at step 0 as at every later step [False].
+    output_input: the output MLP also takes the step's decoder input (input_dim more inputs;
+        needs input_dim > 0). Behind a Transformer decoder that input is the decoder's last
+        layer, so what the decoder has decided, e.g. to stop, reaches the output directly
+        instead of only through the controller GRU's state (docs/scan.md, "The stop") [False].
     """
 
     memory_dim: int = 128
@@ -126,6 +131,7 @@ class PANMConfig:
     initial_read: bool = False
     output_initial_read: bool = False
     output_previous_read: bool = False
+    output_input: bool = False
 
     retired_fields: ClassVar[dict[str, Any]] = {
         "pointer_start": "inside",
@@ -249,6 +255,8 @@ class PANM(nn.Module, Pretrained):
         super().__init__()
         self.config = config
         c = config
+        if c.output_input and c.input_dim == 0:  # checked here: a model config sets input_dim
+            raise ValueError("output_input needs a decoder input (input_dim > 0)")
         self.address_bank = AddressBank(c.address_bits)
         self.pointer_unit = PointerUnit(
             c.num_mode1,
@@ -280,9 +288,10 @@ class PANM(nn.Module, Pretrained):
             c.input_dim + c.num_mode1 * c.memory_dim, c.hidden_dim, batch_first=True
         )
         # The output MLP's inputs: [state, Mode-1 reads, Mode-2 reads, initial read (optional),
-        # previous Mode-1 reads (optional)].
+        # previous Mode-1 reads (optional), decoder input (optional)].
         features = c.hidden_dim + (c.num_mode1 + c.num_mode2) * c.memory_dim
         features += (c.output_initial_read + c.output_previous_read) * c.num_mode1 * c.memory_dim
+        features += c.output_input * c.input_dim
         self.output_head = nn.Sequential(
             nn.Linear(features, c.hidden_dim), nn.ReLU(), nn.Linear(c.hidden_dim, c.output_dim)
         )
@@ -509,7 +518,7 @@ class PANM(nn.Module, Pretrained):
             if c.output_previous_read:
                 previous = torch.cat([start, w1[:, :-1]], dim=1)  # (B, T, G, L')
                 read_features = read_features + _mapped_reads(
-                    previous, slot_rows, table, first_layer.weight[:, reads_end:]
+                    previous, slot_rows, table, first_layer.weight[:, reads_end : reads_end + width]
                 )
         return w2, read_gates, read_features
 
@@ -538,7 +547,8 @@ class PANM(nn.Module, Pretrained):
         )
         states, last = self.controller(controller_inputs, plan.controller_state.unsqueeze(0))
         plan.steps_done, plan.controller_state = end, last[0]
-        return self.output_head(torch.cat([states, reads], dim=-1))
+        features = [states, reads, inputs] if self.config.output_input else [states, reads]
+        return self.output_head(torch.cat(features, dim=-1))
 
     def _decode_mapped(self, plan: PANMPlan, done: int, end: int, inputs: Tensor | None) -> Tensor:
         """`decode` of steps done..end-1 from the reads' maps of a token-memory plan: the
@@ -556,6 +566,10 @@ class PANM(nn.Module, Pretrained):
         plan.steps_done, plan.controller_state = end, last
         first_layer, activation, last_layer = self.output_head
         read_features = plan.read_features[:, done:end].transpose(0, 1)  # (n, B, hidden)
+        if c.output_input:
+            assert inputs is not None  # output_input needs input_dim > 0, so inputs are given
+            input_weight = first_layer.weight[:, -c.input_dim :]
+            read_features = read_features + inputs.transpose(0, 1) @ input_weight.t()
         hidden = torch.addmm(
             read_features.reshape(-1, c.hidden_dim),
             states.reshape(-1, c.hidden_dim),
