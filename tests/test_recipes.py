@@ -62,7 +62,8 @@ def test_chomsky_recipes_follow_the_task_families():
 
     bits = {"panm.address_bits": 10}  # 1,024 addresses for test lengths up to 500
     for task_name in ("reverse_string", "duplicate_string", "odds_first"):
-        assert overrides(task_name) == {**PANM_EXTRAPOLATING, **bits}
+        assert overrides(task_name) == {**PANM_EXTRAPOLATING, **POINTER_TASKS, **bits}
+        assert overrides(task_name) == {**overrides("reverse"), **bits}  # the pointer tasks'
     assert overrides("bucket_sort") == {**PANM_EXTRAPOLATING, **SORT_BY_CONTENT, **bits}
     for task_name in ("binary_addition", "stack_manipulation", "parity_check"):
         assert overrides(task_name) == {**PANM_EXTRAPOLATING, **FORWARD_GRU_MEMORY, **bits}
