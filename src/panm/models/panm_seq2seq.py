@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -111,6 +112,17 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
             ),
         )
 
+    def transformer_stack(self) -> dict[str, Any]:
+        """The settings a Transformer encoder or decoder stack takes, but its depth."""
+        return dict(
+            dim=self.embed_dim,
+            heads=self.transformer_heads,
+            ff_dim=self.transformer_ff_dim,
+            dropout=self.dropout,
+            position=self.transformer_position,
+            shared_layers=self.transformer_shared_layers,
+        )
+
     def _check_mode2_key_fields(self) -> None:
         check_input_fields("mode2_key_fields", self.input_vocab_sizes, self.mode2_key_fields)
         if self.memory_source != "embedding" or not self.factored_reads:
@@ -144,13 +156,7 @@ class PANMSeq2Seq(Seq2SeqModel):
         self.decoder = None
         if config.decoder == "transformer":
             self.decoder = TransformerDecoder(
-                dim=dim,
-                heads=config.transformer_heads,
-                layers=config.decoder_layers,
-                ff_dim=config.transformer_ff_dim,
-                dropout=config.dropout,
-                position=config.transformer_position,
-                shared_layers=config.transformer_shared_layers,
+                layers=config.decoder_layers, **config.transformer_stack()
             )
         self.memory = PANM(config.panm)
         # PANM's `key_rows` (V,): the embedding table rows of mode2_key_fields, made once
@@ -170,15 +176,7 @@ class PANMSeq2Seq(Seq2SeqModel):
                 config.dropout,
             )
         if config.encoder == "transformer":
-            return TransformerEncoder(
-                dim=config.embed_dim,
-                heads=config.transformer_heads,
-                layers=config.encoder_layers,
-                ff_dim=config.transformer_ff_dim,
-                dropout=config.dropout,
-                position=config.transformer_position,
-                shared_layers=config.transformer_shared_layers,
-            )
+            return TransformerEncoder(layers=config.encoder_layers, **config.transformer_stack())
         return None
 
     def trace(

@@ -90,33 +90,20 @@ class TransformerSeq2Seq(Seq2SeqModel):
         super().__init__()
         self.config = config
         dim = config.d_model
-        heads, ff_dim, dropout = config.num_heads, config.ff_dim, config.dropout
-        position, max_len = config.position, config.max_positions
-        randomized, shared = config.random_positions, config.shared_layers
+        stack = dict(
+            dim=dim,
+            heads=config.num_heads,
+            ff_dim=config.ff_dim,
+            dropout=config.dropout,
+            position=config.position,
+            max_len=config.max_positions,
+            random_positions=config.random_positions,
+            shared_layers=config.shared_layers,
+        )
         self.embed = TokenEmbedding(config.input_vocab_sizes, dim, config.ordinal_fields)
-        self.encoder = TransformerEncoder(
-            dim,
-            heads,
-            config.encoder_layers,
-            ff_dim,
-            dropout,
-            position,
-            max_len,
-            randomized,
-            shared,
-        )
+        self.encoder = TransformerEncoder(layers=config.encoder_layers, **stack)
         self.decoder_input = DecoderInput(config.decoder_input, config.output_vocab_size, dim)
-        self.decoder = TransformerDecoder(
-            dim,
-            heads,
-            config.decoder_layers,
-            ff_dim,
-            dropout,
-            position,
-            max_len,
-            randomized,
-            shared,
-        )
+        self.decoder = TransformerDecoder(layers=config.decoder_layers, **stack)
         self.head = nn.Linear(dim, config.output_vocab_size)
 
     def forward(
