@@ -64,7 +64,13 @@ def test_chomsky_recipes_follow_the_task_families():
     for task_name in ("reverse_string", "duplicate_string", "odds_first"):
         assert overrides(task_name) == {**PANM_EXTRAPOLATING, **POINTER_TASKS, **bits}
         assert overrides(task_name) == {**overrides("reverse"), **bits}  # the pointer tasks'
-    assert overrides("bucket_sort") == {**PANM_EXTRAPOLATING, **SORT_BY_CONTENT, **bits}
+    assert overrides("bucket_sort") == {
+        **PANM_EXTRAPOLATING,
+        **SORT_BY_CONTENT,
+        **bits,
+        "ordinal_fields": (0,),
+        "panm.num_mode2": 2,
+    }
     for task_name in ("binary_addition", "stack_manipulation", "parity_check"):
         assert overrides(task_name) == {**PANM_EXTRAPOLATING, **FORWARD_GRU_MEMORY, **bits}
     assert default_train_config("bucket_sort", "lstm").model_overrides == {}
