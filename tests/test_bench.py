@@ -158,6 +158,26 @@ def test_raised_budget_continues_training(tiny_bench, tmp_path, monkeypatch):
     assert calls == [True, True] and [o["steps"] for o in outcomes] == [3, 3]
 
 
+def test_a_run_records_the_commit_it_started_from(tmp_path, monkeypatch):
+    """A checkout changed while a run trains (here: the commit the source reports changes once
+    training is done) does not change the commit the run's result names."""
+    trained = []
+    real_train = panm.bench.train
+
+    def train_then_change_checkout(*args, **kwargs):
+        result = real_train(*args, **kwargs)
+        trained.append(True)
+        return result
+
+    monkeypatch.setattr(panm.bench, "train", train_then_change_checkout)
+    monkeypatch.setattr(
+        panm.bench, "source_commit", lambda: {"hash": "later" if trained else "started"}
+    )
+    config = tiny_config(models=["lstm"], seeds=[0], variants={})
+    (outcome,) = run_bench(config, tmp_path, jobs=1, progress=False)
+    assert trained and outcome["commit"]["hash"] == "started"
+
+
 def test_changed_run_settings_fail_that_run_only(tiny_bench, tmp_path):
     out = copy_of(tiny_bench, tmp_path)
     overrides = {**TINY["model_overrides"], "lstm": {"hidden_dim": 8}}

@@ -424,6 +424,9 @@ def execute_run(
     """Trains (or resumes) one run, tests its best checkpoint and writes its result.json
     (`command`: the command line that ran it, recorded there)."""
     run_dir = out_dir / spec.path
+    # The source's commit as the run starts: a checkout that changes while the run trains does
+    # not change the code this process has imported, so the commit of the end would misname it.
+    commit = source_commit()
     resume = (run_dir / RUN_CONFIG).is_file()
     if resume:
         _check_same_run(run_dir, spec.train)
@@ -462,7 +465,7 @@ def execute_run(
         "test": [{"length": length, **acc.as_dict()} for length, acc in accuracies.items()],
         "run_dir": spec.path.as_posix(),
         "command": command,
-        "commit": source_commit(),
+        "commit": commit,
         "machine": machine_info(spec.train.device),
         "model_config": _jsonable(dataclasses.asdict(model.config)),
         "settings": spec.settings(),
