@@ -45,8 +45,6 @@ PANM_VARIANTS = [
      "panm.output_input": True},
     {"encoder": "none", "memory_source": "embedding", "decoder": "transformer",
      "panm.output_input": True, "panm.output_previous_read": True},
-    {"encoder": "transformer", "decoder": "transformer", "transformer_position": "rope",
-     "decoder_logits": True},
 ]  # fmt: skip
 
 

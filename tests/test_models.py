@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from panm import PANMSeq2Seq, PANMSeq2SeqConfig
+from panm.memory.panm import PANMConfig
 from panm.models import MODEL_NAMES, build_model, load_model, model_config
 from panm.models.registry import LM_MODEL_NAMES, with_overrides
+from panm.pretrained import config_from_dict, config_to_dict
 from panm.tasks import get_task
 from panm.tasks.base import collate
 
@@ -26,7 +28,6 @@ VARIANTS = [
     {"encoder": "transformer", "transformer_position": "rope"},
     {"encoder": "none", "memory_source": "embedding", "panm.address_similarity": "bitwise"},
     {"encoder": "transformer", "decoder": "transformer"},
-    {"encoder": "transformer", "decoder": "transformer", "decoder_logits": True},
 ]
 
 
@@ -94,24 +95,18 @@ def test_shared_transformer_layers_need_a_transformer_stack():
     assert len(model.encoder.layers) == 1 and model.encoder.depth == model.config.encoder_layers
 
 
-def test_decoder_logits_add_the_decoder_heads_logits_to_panms():
-    """With decoder_logits the logits are PANM's plus a linear head over the decoder's last
-    layer: the same model without the head gives PANM's share, and the head's share changes
-    with the decoder's states alone."""
-    task = get_task("scan")
-    torch.manual_seed(0)
-    both = small_panm(task, encoder="transformer", decoder="transformer", decoder_logits=True)
-    alone = small_panm(task, encoder="transformer", decoder="transformer")
-    missing, unexpected = alone.load_state_dict(both.state_dict(), strict=False)
-    assert missing == [] and sorted(unexpected) == ["decoder_head.bias", "decoder_head.weight"]
-    both.eval(), alone.eval()
-    batch = batch_of(task, [3, 5])
-    src, mask, tgt = batch.src, batch.src_mask, batch.tgt
-    memory = both._encode(src, mask)[0]
-    states = both.decoder(both.decoder_input(2, None, tgt), memory, mask, causal=True)
-    torch.testing.assert_close(
-        both(src, mask, tgt_in=tgt), alone(src, mask, tgt_in=tgt) + both.decoder_head(states)
-    )
+def test_retired_fields_load_at_their_kept_value_and_fail_otherwise():
+    """A saved config may still hold a removed field: at the value that behaves as today it is
+    dropped, at any other the error names the last commit that had the field."""
+    saved = config_to_dict(PANMSeq2SeqConfig())
+    loaded = config_from_dict(PANMSeq2SeqConfig, {**saved, "decoder_logits": False})
+    assert loaded == PANMSeq2SeqConfig()
+    with pytest.raises(ValueError, match="decoder_logits was removed after commit 5204d49"):
+        config_from_dict(PANMSeq2SeqConfig, {**saved, "decoder_logits": True})
+    panm = {**saved["panm"], "pointer_start": "inside"}
+    assert config_from_dict(PANMSeq2SeqConfig, {**saved, "panm": panm}) == PANMSeq2SeqConfig()
+    with pytest.raises(ValueError, match="controller_reads was removed after commit 60b0d94"):
+        config_from_dict(PANMConfig, {**saved["panm"], "controller_reads": False})
 
 
 def test_registry_save_load_round_trip(tmp_path):
@@ -172,7 +167,6 @@ def test_model_config_follows_the_task():
         (dict(encoder="none"), "needs memory_source='embedding'"),
         (dict(memory_source="embedding"), "leaves the encoder unused"),
         (dict(decoder="lstm"), "decoder must be one of"),
-        (dict(decoder_logits=True), "decoder_logits needs decoder='transformer'"),
     ],
 )
 def test_config_errors(changes, message):

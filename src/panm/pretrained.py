@@ -34,15 +34,17 @@ def config_to_dict(config: Any) -> dict:
 def config_from_dict(cls: type[C], data: dict) -> C:
     """Rebuilds the dataclass `cls` from `config_to_dict` output; unknown keys are an error.
 
-    A field `cls` has retired (its `retired_fields`: name -> the value that behaves as today)
-    is dropped when it holds that value, and an error otherwise.
+    A field `cls` has retired (its `retired_fields`: name -> (the value that behaves as today,
+    the last commit that has the field)) is dropped when it holds that value, and an error
+    otherwise.
     """
     data = dict(data)
-    for name, kept in getattr(cls, "retired_fields", {}).items():
-        if name in data and data.pop(name) != kept:
+    for name, (kept, commit) in getattr(cls, "retired_fields", {}).items():
+        value = data.pop(name, kept)
+        if value != kept:
             raise ValueError(
-                f"{cls.__name__}.{name} was removed after commit 60b0d94; this config sets it "
-                "to another value than the current behaviour: use that commit to load it"
+                f"{cls.__name__}.{name} was removed after commit {commit}; this config sets it "
+                f"to {value!r}, not {kept!r}: use that commit to load it"
             )
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

@@ -133,13 +133,13 @@ class PANMConfig:
     output_previous_read: bool = False
     output_input: bool = False
 
-    retired_fields: ClassVar[dict[str, Any]] = {
-        "pointer_start": "inside",
-        "base_distribution": "uniform",
-        "controller_reads": True,
+    retired_fields: ClassVar[dict[str, tuple[Any, str]]] = {
+        "pointer_start": ("inside", "60b0d94"),
+        "base_distribution": ("uniform", "60b0d94"),
+        "controller_reads": (True, "60b0d94"),
     }
-    """Fields removed after commit 60b0d94, with the one value that behaves as today: a saved
-    config that holds it still loads (see `panm.pretrained.config_from_dict`)."""
+    """Removed fields: name -> (the value that behaves as today, the last commit that has it):
+    a saved config that holds that value still loads (see `panm.pretrained.config_from_dict`)."""
 
     def __post_init__(self) -> None:
         choices = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -41,10 +41,6 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
         causal Transformer decoder (`decoder_layers` layers, cross-attending to the memory)
         runs first and PANM's controller sits on its last layer, taking its states as the
         per-step input; the pointer values then feed the output (the paper's Transformer+PANM).
-    decoder_logits: with decoder="transformer", the decoder's last layer also gives logits of
-        its own through a linear head, added to PANM's: PANM then adds to what the backbone
-        predicts instead of replacing its output, so a decision the decoder makes well alone
-        (SCAN's stop: docs/scan.md) need not pass through PANM's controller.
     transformer_heads, transformer_ff_dim, transformer_position, transformer_shared_layers: the
         Transformer encoder's and decoder's settings (position: see `panm.backbones.positions`;
         shared_layers: one layer's weights applied at every depth, as `TransformerConfig`'s).
@@ -71,7 +67,6 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     memory_source: str = "encoder"
     decoder: str = "none"
     decoder_layers: int = 3
-    decoder_logits: bool = False
     transformer_heads: int = 4
     transformer_ff_dim: int = 256
     transformer_position: str = "sinusoidal"
@@ -80,6 +75,13 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     factored_reads: bool = True
     mode2_key_fields: tuple[int, ...] = ()
     panm: PANMConfig = field(default_factory=PANMConfig)
+
+    retired_fields: ClassVar[dict[str, tuple[Any, str]]] = {
+        "decoder_logits": (False, "5204d49"),
+    }
+    """Removed fields: name -> (the value that behaves as today, the last commit that has it);
+    see `panm.pretrained.config_from_dict`. decoder_logits (the decoder's own logits added to
+    PANM's) lowered SCAN's exact match (docs/scan.md, "Attempts at the stop")."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,8 +93,6 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
             raise ValueError(
                 f"memory_source must be one of {MEMORY_SOURCES}, got {self.memory_source!r}"
             )
-        if self.decoder_logits and self.decoder != "transformer":
-            raise ValueError("decoder_logits needs decoder='transformer'")
         if self.transformer_shared_layers and "transformer" not in (self.encoder, self.decoder):
             raise ValueError("transformer_shared_layers needs a 'transformer' encoder or decoder")
         if not self.encoder_bidirectional and self.encoder not in ("gru", "lstm"):
@@ -165,9 +165,6 @@ class PANMSeq2Seq(Seq2SeqModel):
             self.decoder = TransformerDecoder(
                 layers=config.decoder_layers, **config.transformer_stack()
             )
-        self.decoder_head = (
-            nn.Linear(dim, config.output_vocab_size) if config.decoder_logits else None
-        )
         self.memory = PANM(config.panm)
         # PANM's `key_rows` (V,): the embedding table rows of mode2_key_fields, made once
         key_rows = (
@@ -209,7 +206,7 @@ class PANMSeq2Seq(Seq2SeqModel):
             num_steps = None
         elif tgt_in is not None:
             raise ValueError("this model has decoder_input='none': pass num_steps")
-        output = self.memory(
+        return self.memory(
             memory,
             src_mask,
             num_steps=num_steps,
@@ -219,9 +216,6 @@ class PANMSeq2Seq(Seq2SeqModel):
             memory_tokens=self._memory_tokens(src),
             key_rows=self.key_rows,
         )
-        if self.decoder_head is not None:
-            output = replace(output, logits=output.logits + self.decoder_head(inputs))
-        return output
 
     def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
         """Cached decoding (see `Seq2SeqModel.start_decoding`): encodes once and plans PANM's
@@ -240,14 +234,13 @@ class PANMSeq2Seq(Seq2SeqModel):
             memory_tokens=self._memory_tokens(src),
             key_rows=self.key_rows,
         )
-        decoder_input, decoder, head = self.decoder_input, self.decoder, self.decoder_head
+        decoder_input, decoder = self.decoder_input, self.decoder
 
         def step(tokens: Tensor) -> Tensor:
             inputs = decoder_input(src.shape[0], None, tokens)  # (B, 1, D)
             if decoder is not None and cache is not None:
                 inputs = decoder.step(inputs, cache)
-            logits = self.memory.decode(plan, inputs)[:, -1]
-            return logits if head is None else logits + head(inputs[:, -1])
+            return self.memory.decode(plan, inputs)[:, -1]
 
         return step
 
