@@ -1,5 +1,7 @@
 """The PANM mechanism, tested directly."""
 
+import math
+
 import pytest
 import torch
 from panm_reference import RECIPE as REFERENCE_RECIPE
@@ -7,7 +9,7 @@ from torch import nn
 
 from panm import PANM, PANMConfig
 from panm.memory.addresses import AddressBank, binary_table
-from panm.memory.pointer_unit import GroupedGRUCell
+from panm.memory.pointer_unit import GroupedGRUCell, PointerUnit
 from panm.memory.relational import RelationalAccess
 
 
@@ -197,6 +199,67 @@ def test_pointer_walk_follows_its_definition(window, inputs):
             torch.testing.assert_close(weights[:, t], scores.softmax(-1))
             torch.testing.assert_close(pointers[:, t], weights[:, t].bmm(addresses))
     assert (weights[1, ..., 4:] == 0).all()
+
+
+def restart_unit(move_to: int, prefer: int) -> PointerUnit:
+    """A one-pointer unit with two restart slots whose move query asks for address move_to,
+    whatever the state (zero weights, saturated biases), and whose restart prefers slot `prefer`
+    of its two by 10 scales."""
+    unit = PointerUnit(1, 6, 4, 4, "bitwise", window=1, inputs="latest", restart=2)
+    with torch.no_grad():
+        unit.attention.query.weight.zero_()
+        unit.attention.query.bias.copy_(10 * (2 * binary_table(6)[move_to] - 1).unsqueeze(0))
+        unit.attention.log_scale.fill_(math.log(10.0))  # a mismatched bit costs 20
+        unit.restart_margin.zero_()  # a restart scores 10 below an exact move
+        unit.restart_preference.copy_(torch.tensor([[0.0, 0.0]]))
+        unit.restart_preference[0, prefer] = 10.0
+    return unit
+
+
+def test_restart_slots_are_the_start_and_the_slots_after_it_inward():
+    unit = PointerUnit(2, 6, 4, 4, "bitwise", restart=2)
+    offsets, valid = unit.restart_offsets(torch.tensor([1, 4]))
+    assert offsets.tolist() == [[[0, 0], [0, 0]], [[0, 1], [3, 2]]]  # in range, if not valid
+    assert valid.tolist() == [[[True, False], [True, False]], [[True, True], [True, True]]]
+
+
+def test_pointer_restart_lands_where_a_move_leaves_the_memory():
+    """A move to an address in memory lands there; a move to one that is not (past an end, or
+    a padded slot) lands on the preferred restart slot, never on one that may not be landed on
+    or on a padded slot; gradients reach the restart's margin and preference."""
+    addresses = binary_table(6)[3:9].expand(2, 6, 6)  # slots hold addresses 3..8
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])  # row 1: addresses 3..6
+    start = binary_table(6)[[3, 3]].unsqueeze(1)  # (B, G=1, bits): both start on slot 0
+    slots = torch.tensor([[[0, 1]], [[0, 1]]])  # (B, G, K): the start slot and the next
+
+    def walk(move_to, prefer, valid=None):
+        valid = torch.ones(2, 1, 2, dtype=torch.bool) if valid is None else valid
+        weights, _ = restart_unit(move_to, prefer).walk(
+            start, addresses, mask, 2, False, (slots, valid)
+        )
+        return weights
+
+    weights = walk(move_to=5, prefer=1)  # address 5 is slot 2 in both rows
+    assert (weights[:, :, 0, 2] > 0.999).all()
+    weights = walk(move_to=8, prefer=1)  # address 8: slot 5 of row 0, padded in row 1
+    assert (weights[0, :, 0, 5] > 0.999).all() and (weights[1, :, 0, 1] > 0.999).all()
+    assert (weights[1, ..., 4:] == 0).all()
+    weights = walk(move_to=63, prefer=0)  # address 63 is two or more bits from every slot
+    assert (weights[:, :, 0, 0] > 0.999).all()
+    only_start = torch.tensor([True, False]).expand(2, 1, 2)
+    weights = walk(move_to=63, prefer=1, valid=only_start)
+    assert (weights[:, :, 0, 0] > 0.999).all() and (weights[..., 1] < 1e-6).all()
+    with pytest.raises(ValueError, match="needs restart_slots"):
+        restart_unit(5, 0).walk(start, addresses, mask, 2)
+    torch.manual_seed(0)
+    unit = PointerUnit(1, 6, 4, 4, "bitwise", window=1, inputs="latest", restart=2)
+    for valid in (torch.ones(2, 1, 2, dtype=torch.bool), only_start):
+        unit.zero_grad()
+        _, pointers = unit.walk(start, addresses, mask, 3, False, (slots, valid))
+        pointers.sum().backward()
+        assert unit.restart_margin.grad.abs().sum() > 0
+        assert torch.isfinite(unit.attention.log_scale.grad)  # no inf * 0 from a blocked slot
+    assert unit.restart_preference.grad is not None  # from the walk with two slots to choose
 
 
 @pytest.mark.parametrize("decoys", [0, 4])
@@ -427,6 +490,7 @@ def test_shape_errors(kwargs, message):
         ("mode2_selection", "sharp"),
         ("mode2_tie_margin", 1.0),
         ("mode2_tie_margin", -1.0),
+        ("pointer_restart", 1),
     ],
 )
 def test_config_errors(field, value):

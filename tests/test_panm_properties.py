@@ -26,7 +26,10 @@ SETTINGS = [
     {"decoy_slots": 4, "mode2_decoys": False, "eval_base": "random"},
     {"output_initial_read": True, "decoy_slots": 2, "controller_init": "memory_mean"},
     {"output_previous_read": True, "output_initial_read": True, "initial_read": False},
-]
+    {"address_similarity": "bitwise", "pointer_restart": 1, "decoy_slots": 2},
+    {"address_similarity": "bitwise", "pointer_restart": 3, "pointer_window": 3,
+     "pointer_inputs": "latest", "eval_pointers": "hard"},
+]  # fmt: skip
 SMALL = dict(memory_dim=6, output_dim=5, hidden_dim=8, pointer_dim=6, key_dim=6)
 FAST = settings(max_examples=25, deadline=None, derandomize=True)
 

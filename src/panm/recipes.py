@@ -90,6 +90,11 @@ FORWARD_GRU_MEMORY = {"encoder": "gru", "memory_source": "encoder", "encoder_bid
 #   chosen), whose slot states summarise the prefix.
 # All of them test up to 500 slots (+ 8 decoys), beyond the 256 addresses of 8 bits: 10 bits.
 CHOMSKY_ADDRESSES = {"panm.address_bits": 10}
+# - duplicate_string and odds_first read the input in a second pass, from the first slot or the
+#   one after it: a pointer that walks off the end restarts there (`pointer_restart`, two
+#   choices). Without it no pointer could come back (a Pointer Unit sees only addresses), and
+#   neither task was learned (docs/chomsky.md).
+SECOND_PASS = {"panm.pointer_restart": 2}
 CHOMSKY_PREFIX_TASKS = (
     "stack_manipulation",
     "missing_duplicate_string",
@@ -103,9 +108,10 @@ PANM_TASK_RECIPES = {
     **{key: POINTER_TASKS for key in ("copy", "reverse", "mix", "dynamic_recall")},
     "priority_sort": {**SORT_BY_CONTENT, "panm.mode2_tie_margin": 1.0},
     "id_sort": {**SORT_BY_CONTENT, "ordinal_fields": (ID_FIELD,), "mode2_key_fields": (ID_FIELD,)},
+    "reverse_string": {**POINTER_TASKS, **CHOMSKY_ADDRESSES},
     **{
-        key: {**POINTER_TASKS, **CHOMSKY_ADDRESSES}
-        for key in ("reverse_string", "duplicate_string", "odds_first")
+        key: {**POINTER_TASKS, **CHOMSKY_ADDRESSES, **SECOND_PASS}
+        for key in ("duplicate_string", "odds_first")
     },
     "bucket_sort": {
         **SORT_BY_CONTENT,

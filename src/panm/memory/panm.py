@@ -79,6 +79,9 @@ class PANMConfig:
         K >= 1: each step reruns it from zero over the last K pointer values [0].
     pointer_inputs: with pointer_window K >= 1, "recent" (the last K pointer values) or
         "latest" (the latest one, K times) ["recent"].
+    pointer_restart: K >= 1: a Mode-1 pointer whose move leaves the memory jumps back to its
+        start slot or one of the K - 1 slots after it (a learned choice; see `PointerUnit`);
+        needs address_similarity "bitwise"; 0: off [0].
     base_sampling: draw a uniform base address per sequence in training (else base 0) [True].
     eval_base: the base outside training: "zero" (the paper) or "random" (uniform per sequence,
         one draw per call; a diagnostic) ["zero"].
@@ -123,6 +126,7 @@ class PANMConfig:
     address_similarity: str = "dot"
     pointer_window: int = 0
     pointer_inputs: str = "recent"
+    pointer_restart: int = 0
     base_sampling: bool = True
     eval_base: str = "zero"
     eval_pointers: str = "soft"
@@ -159,6 +163,8 @@ class PANMConfig:
             raise ValueError(f"address_bits must be in 1..{MAX_BITS}, got {self.address_bits}")
         if self.pointer_inputs == "latest" and self.pointer_window == 0:
             raise ValueError("pointer_inputs='latest' needs pointer_window >= 1")
+        if self.pointer_restart and self.address_similarity != "bitwise":
+            raise ValueError("pointer_restart needs address_similarity='bitwise'")
         if self.mode2_tie_margin < 0:
             raise ValueError(f"mode2_tie_margin must be >= 0, got {self.mode2_tie_margin}")
         if self.mode2_tie_margin and self.mode2_selection != "hard":
@@ -172,7 +178,7 @@ class PANMConfig:
             raise ValueError("mode2_exclusion needs num_mode2 >= 1")
         if self.num_mode1 < 1:
             raise ValueError(f"num_mode1 must be at least 1, got {self.num_mode1}")
-        for name in ("num_mode2", "decoy_slots", "input_dim", "pointer_window"):
+        for name in ("num_mode2", "decoy_slots", "input_dim", "pointer_window", "pointer_restart"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("memory_dim", "output_dim", "hidden_dim", "pointer_dim", "key_dim"):
@@ -266,6 +272,7 @@ class PANM(nn.Module, Pretrained):
             c.address_similarity,
             window=c.pointer_window,
             inputs=c.pointer_inputs,
+            restart=c.pointer_restart,
         )
         self.relational = (
             RelationalAccess(
@@ -402,8 +409,12 @@ class PANM(nn.Module, Pretrained):
         start_ids = (base.unsqueeze(1) + start) % self.address_bank.size
         start_pointer = self.address_bank.lookup(start_ids, memory.dtype)
         hard = not self.training and c.eval_pointers == "hard"
+        restart_slots = None
+        if c.pointer_restart:
+            offsets, valid = self.pointer_unit.restart_offsets(lengths)  # (B, G, K)
+            restart_slots = (first.view(-1, 1, 1) + offsets, valid)
         w1, pointers = self.pointer_unit.walk(
-            start_pointer, slot_addresses, slot_mask, num_steps, hard=hard
+            start_pointer, slot_addresses, slot_mask, num_steps, hard, restart_slots
         )  # (B, T, G, L'), (B, T, G, b)
         mode2_mask = slot_mask
         if not c.mode2_decoys:  # decoys, if any, are the slots after the real ones

@@ -119,14 +119,23 @@ class AddressAttention(nn.Module):
         blocked = torch.zeros_like(mask, dtype=addresses.dtype).masked_fill(~mask, float("-inf"))
         return SlotKeys(keys.transpose(1, 2), blocked.unsqueeze(1), self.log_scale.exp())
 
-    def forward(self, state: Tensor, slots: SlotKeys) -> Tensor:
-        """Scores: state (G, B, S), the slots' `keys` -> (B, G, L), -inf on masked slots."""
+    def queries(self, state: Tensor) -> Tensor:
+        """The queries of states (G, B, S): (G, B, K), before the scale."""
         query = self.query(state)
         if self.similarity == "bitwise":
-            query = torch.tanh(query)
-        elif self.similarity == "cosine":
-            query = nn.functional.normalize(query, dim=-1)
+            return torch.tanh(query)
+        if self.similarity == "cosine":
+            return nn.functional.normalize(query, dim=-1)
+        return query
+
+    def scores(self, query: Tensor, slots: SlotKeys) -> Tensor:
+        """Scores of `queries` (G, B, K) against the slots' `keys`: (B, G, L), -inf on masked
+        slots."""
         return torch.baddbmm(slots.blocked, (query * slots.scale).transpose(0, 1), slots.keys)
+
+    def forward(self, state: Tensor, slots: SlotKeys) -> Tensor:
+        """Scores: state (G, B, S), the slots' `keys` -> (B, G, L), -inf on masked slots."""
+        return self.scores(self.queries(state), slots)
 
 
 class PointerUnit(nn.Module):
@@ -144,6 +153,16 @@ class PointerUnit(nn.Module):
 
     Pointer 0 starts on the first valid slot, pointer 1 on the last one (the paper); further
     pointers alternate (`start_offsets`).
+
+    restart=K >= 1 (bitwise similarity only) lets a pointer whose move leaves the memory jump
+    back to where it started: besides the L slots, its softmax has K restart entries, for the
+    start slot and the K - 1 slots after it inward (pointer 1, which starts on the last slot,
+    counts down), each scored at the move's peak (the score of a slot that matched every bit
+    of its query), less a learned margin between 0 and a mismatched bit's cost, plus a learned
+    log-preference among the K. A move whose address exists matches every bit and outscores
+    them; a move past an end misses at least one bit, so the pointer lands on the restart slot
+    it prefers: a second pass over memory (duplicate_string, from the start; odds_first, from
+    the slot after it). It stays a function of the addresses alone.
     """
 
     def __init__(
@@ -155,6 +174,7 @@ class PointerUnit(nn.Module):
         similarity: str,
         window: int = 0,
         inputs: str = "recent",
+        restart: int = 0,
     ) -> None:
         super().__init__()
         if window < 0:
@@ -163,6 +183,10 @@ class PointerUnit(nn.Module):
             raise ValueError(f"pointer inputs must be one of {POINTER_INPUTS}, got {inputs!r}")
         if inputs == "latest" and window == 0:
             raise ValueError("pointer inputs 'latest' needs a pointer window >= 1")
+        if restart < 0:
+            raise ValueError(f"pointer restart must be >= 0, got {restart}")
+        if restart and similarity != "bitwise":
+            raise ValueError("pointer restart needs the 'bitwise' address similarity")
         self.num_pointers = num_pointers
         self.window = window
         self.latest_only = inputs == "latest"
@@ -171,6 +195,12 @@ class PointerUnit(nn.Module):
             num_pointers, state_dim, address_bits, key_dim, similarity
         )
         self.state_dim = state_dim
+        self.restart = restart
+        if restart:
+            # a restart scores 2 * sigmoid(margin) scales below the peak: between an exact
+            # move (0) and a move that misses one bit (2), 1 at the start
+            self.restart_margin = nn.Parameter(torch.zeros(num_pointers, 1, 1))
+            self.restart_preference = nn.Parameter(torch.zeros(num_pointers, restart))
 
     def start_offsets(self, lengths: Tensor) -> Tensor:
         """Slot offset (from the first valid slot) of each pointer's initial address:
@@ -178,18 +208,52 @@ class PointerUnit(nn.Module):
         first, last = torch.zeros_like(lengths), lengths - 1
         return torch.stack([first if g % 2 == 0 else last for g in range(self.num_pointers)], 1)
 
+    def restart_offsets(self, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The slots a restart may land on, as offsets from the first valid slot: the start
+        and the K - 1 slots after it inward, (B, G, K) long, and whether each is a valid slot,
+        (B, G, K) bool. lengths: (B,) valid-slot counts."""
+        inward = torch.arange(self.restart, device=lengths.device)
+        direction = torch.tensor([1 - 2 * (g % 2) for g in range(self.num_pointers)])
+        offsets = (
+            self.start_offsets(lengths).unsqueeze(-1)
+            + direction.to(lengths.device).view(1, -1, 1) * inward
+        )
+        last = lengths.view(-1, 1, 1) - 1
+        valid = (offsets >= 0) & (offsets <= last)
+        return torch.minimum(offsets.clamp(min=0), last), valid
+
     def walk(
-        self, start: Tensor, addresses: Tensor, mask: Tensor, num_steps: int, hard: bool = False
+        self,
+        start: Tensor,
+        addresses: Tensor,
+        mask: Tensor,
+        num_steps: int,
+        hard: bool = False,
+        restart_slots: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Moves the pointers `num_steps` steps from their start values.
 
         start: (B, G, bits) initial pointer values; addresses: (B, L, bits) the slots'
         addresses; mask: (B, L) bool, True on slots a pointer may attend to. hard: a pointer
         whose largest weight is above one half reads that slot alone (see `commit`).
+        restart_slots: with restart, the slot indices a restart may land on and whether each
+        may, (B, G, K) long and bool (`restart_offsets` plus the first slot's index).
         Returns the attention weights (B, T, G, L), exactly 0 where mask is False, and the
         pointer values (B, T, G, bits), p_t = sum_i w_t[i] A[i].
         """
+        if self.restart and restart_slots is None:
+            raise ValueError("a pointer unit with restart needs restart_slots")
         keys = self.attention.keys(addresses, mask)  # once per sequence, not per step
+        restart_bias = None
+        if restart_slots is not None and self.restart:
+            slots, valid = restart_slots
+            # -inf where a restart may not land, added after the scale (never inf times 0)
+            restart_blocked = torch.zeros_like(valid, dtype=start.dtype).masked_fill(
+                ~valid, float("-inf")
+            )
+            preference = (self.restart_preference + restart_blocked).log_softmax(-1)
+            margin = 2 * self.restart_margin.sigmoid().transpose(0, 1)  # (1, G, 1)
+            restart_bias = torch.where(valid, preference, 0.0) - margin  # (B, G, K)
         # the GRUs' input maps of the last pointer values, (G, B, 3S) each
         recent = [self.cell.input_map(start.transpose(0, 1))]
         state: Tensor | None = None
@@ -200,7 +264,17 @@ class PointerUnit(nn.Module):
             else:
                 inputs = [recent[-1]] * self.window if self.latest_only else recent
                 state = self.cell.run(inputs, None)[-1]
-            w = self.attention(state, keys).softmax(dim=-1)  # (B, G, L)
+            query = self.attention.queries(state)  # (G, B, bits)
+            scores = self.attention.scores(query, keys)  # (B, G, L)
+            if restart_bias is None:
+                w = scores.softmax(dim=-1)
+            else:  # the restart entries score at the peak, in units of the scale
+                peak = query.abs().sum(-1).transpose(0, 1).unsqueeze(-1)  # (B, G, 1)
+                restart = (peak + restart_bias) * keys.scale + restart_blocked
+                both = torch.cat([scores, restart], dim=-1).softmax(dim=-1)
+                w = both[..., : scores.shape[-1]].scatter_add(
+                    -1, slots, both[..., scores.shape[-1] :]
+                )
             if hard:
                 w = commit(w)
             pointer = w.bmm(addresses)
