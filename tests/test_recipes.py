@@ -63,8 +63,9 @@ def test_chomsky_recipes_follow_the_task_families():
     bits = {"panm.address_bits": 10}  # 1,024 addresses for test lengths up to 500
     assert overrides("reverse_string") == {**PANM_EXTRAPOLATING, **POINTER_TASKS, **bits}
     assert overrides("reverse_string") == {**overrides("reverse"), **bits}  # the pointer tasks'
-    for task_name in ("duplicate_string", "odds_first"):  # and a second pass
-        assert overrides(task_name) == {**overrides("reverse_string"), "panm.pointer_restart": 2}
+    for task_name, restart_slots in (("duplicate_string", 1), ("odds_first", 2)):
+        second_pass = {"panm.pointer_restart": restart_slots}
+        assert overrides(task_name) == {**overrides("reverse_string"), **second_pass}
     assert overrides("bucket_sort") == {
         **PANM_EXTRAPOLATING,
         **SORT_BY_CONTENT,

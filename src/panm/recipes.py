@@ -90,11 +90,16 @@ FORWARD_GRU_MEMORY = {"encoder": "gru", "memory_source": "encoder", "encoder_bid
 #   chosen), whose slot states summarise the prefix.
 # All of them test up to 500 slots (+ 8 decoys), beyond the 256 addresses of 8 bits: 10 bits.
 CHOMSKY_ADDRESSES = {"panm.address_bits": 10}
-# - duplicate_string and odds_first read the input in a second pass, from the first slot or the
-#   one after it: a pointer that walks off the end restarts there (`pointer_restart`, two
-#   choices). Without it no pointer could come back (a Pointer Unit sees only addresses), and
-#   neither task was learned (docs/chomsky.md).
-SECOND_PASS = {"panm.pointer_restart": 2}
+# - duplicate_string and odds_first read the input in a second pass: a pointer that walks off
+#   the end restarts (`pointer_restart`) on its start slot (duplicate_string) or on the start
+#   or the slot after it, a learned choice (odds_first's second pass starts on the second
+#   slot). Without it no pointer could come back (a Pointer Unit sees only addresses), and
+#   neither task was learned; duplicate_string with the two choices learned more slowly in a
+#   development run (docs/chomsky.md).
+SECOND_PASS = {
+    "duplicate_string": {"panm.pointer_restart": 1},
+    "odds_first": {"panm.pointer_restart": 2},
+}
 CHOMSKY_PREFIX_TASKS = (
     "stack_manipulation",
     "missing_duplicate_string",
@@ -110,8 +115,8 @@ PANM_TASK_RECIPES = {
     "id_sort": {**SORT_BY_CONTENT, "ordinal_fields": (ID_FIELD,), "mode2_key_fields": (ID_FIELD,)},
     "reverse_string": {**POINTER_TASKS, **CHOMSKY_ADDRESSES},
     **{
-        key: {**POINTER_TASKS, **CHOMSKY_ADDRESSES, **SECOND_PASS}
-        for key in ("duplicate_string", "odds_first")
+        key: {**POINTER_TASKS, **CHOMSKY_ADDRESSES, **restart}
+        for key, restart in SECOND_PASS.items()
     },
     "bucket_sort": {
         **SORT_BY_CONTENT,
