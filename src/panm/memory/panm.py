@@ -47,8 +47,7 @@ class PANMConfig:
     """Configuration of the PANM memory, field by field (default in brackets).
 
     Why each option beyond the paper exists, and what it measured: docs/results.md
-    ("PANMConfig options"). Options removed since (pointer_start, base_distribution,
-    controller_reads) are in commit 60b0d94.
+    ("PANMConfig options"); removed options: `retired_fields`.
 
     memory_dim: width D of the memory slots [128].
     output_dim: width of the output (the vocabulary size for a token decoder) [10].
@@ -68,9 +67,8 @@ class PANMConfig:
         this margin of the best (equal keys in input order); 0: the best slot [0.0].
     mode2_decoys: whether Mode-2 also attends over the training-only decoy slots [True].
     mode2_keys: what a slot's Mode-2 key is made from: the "slot" itself (the paper) or the
-        "previous_slot" in memory order (zero for the first slot): a head then finds the slot
-        that *follows* a content (as an induction head does), and with hard selection the
-        first of equal scores, i.e. the slot after the earliest occurrence ["slot"].
+        "previous_slot" in memory order (zero for the first slot), so that a head finds the
+        slot that follows a content, as an induction head does ["slot"].
     pointer_dim: state width of each Pointer Unit GRU [64].
     key_dim: width of the address keys ("dot", "cosine") and of the Mode-2 keys [64].
     address_similarity: "dot" (the authors' code), "cosine" (the paper's text) or "bitwise"
@@ -93,19 +91,12 @@ class PANMConfig:
         slots), "memory_mean" or "given" (the caller's `controller_state`) ["memory_sum"].
     initial_read: before the first step the controller reads the slots under the initial
         pointers [False].
-    output_initial_read: the output MLP takes, at every step, the slots under the G initial
-        Mode-1 pointers side by side (G * D more inputs to its first layer; independent of
-        initial_read): what lies under the initial pointers, e.g. Mix's op, is then read at
-        every step instead of carried in the controller's state (docs/results.md) [False].
+    output_initial_read: the output MLP also takes, at every step, the slots under the G
+        initial Mode-1 pointers side by side (G * D more inputs) [False].
     output_previous_read: the output MLP also takes the Mode-1 reads of the step before (at
-        step 0, the slots under the initial pointers; G * D more inputs). A pointer moves before
-        it reads, so an answer that is the slot a pointer *starts* on and then each slot it
-        leaves (Reverse's, from the last slot down) is then read, not carried for one step in
-        the controller's state, the same at step 0 as at every later step [False].
+        step 0, the slots under the initial pointers; G * D more inputs) [False].
     output_input: the output MLP also takes the step's decoder input (input_dim more inputs;
-        needs input_dim > 0). Behind a Transformer decoder that input is the decoder's last
-        layer, so what the decoder has decided, e.g. to stop, reaches the output directly
-        instead of only through the controller GRU's state (docs/scan.md, "The stop") [False].
+        needs input_dim > 0) [False].
     """
 
     memory_dim: int = 128
