@@ -262,6 +262,23 @@ def test_pointer_restart_lands_where_a_move_leaves_the_memory():
     assert unit.restart_preference.grad is not None  # from the walk with two slots to choose
 
 
+def test_hard_pointers_restart_exactly_when_the_asked_address_is_missing():
+    """A move asking for address 12 (001100) while unsure of its bit worth 8: softly, the near
+    miss 4 (000100) outscores the restart; a hard (evaluation) pointer restarts, as no slot has
+    12. Asking for 5 (000101) with the same doubt, it lands on 5 either way."""
+    addresses = binary_table(6)[3:9].expand(1, 6, 6)  # slots hold addresses 3..8
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    start = binary_table(6)[[3]].unsqueeze(1)
+    slots, valid = torch.tensor([[[0, 1]]]), torch.ones(1, 1, 2, dtype=torch.bool)
+    for move_to, soft_slot, hard_slot in ((12, 1, 0), (5, 2, 2)):
+        unit = restart_unit(move_to, prefer=0)
+        with torch.no_grad():  # the bit worth 8 is the third of six (most significant first)
+            unit.attention.query.bias[0, 2] = 0.1 if move_to & 8 else -0.1
+        for hard, slot in ((False, soft_slot), (True, hard_slot)):
+            weights, _ = unit.walk(start, addresses, mask, 1, hard, (slots, valid))
+            assert weights[0, 0, 0].argmax() == slot and weights[0, 0, 0, slot] > 0.5
+
+
 @pytest.mark.parametrize("decoys", [0, 4])
 def test_padded_slots_get_exactly_zero_weight(decoys):
     panm = make_panm(num_mode2=1, decoy_slots=decoys)

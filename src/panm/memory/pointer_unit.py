@@ -235,7 +235,10 @@ class PointerUnit(nn.Module):
 
         start: (B, G, bits) initial pointer values; addresses: (B, L, bits) the slots'
         addresses; mask: (B, L) bool, True on slots a pointer may attend to. hard: a pointer
-        whose largest weight is above one half reads that slot alone (see `commit`).
+        whose largest weight is above one half reads that slot alone (see `commit`), and with
+        restart a pointer restarts exactly when no slot has the address its query asks for
+        (each bit by its sign), not when a restart outscores a near miss on a bit the query is
+        unsure of.
         restart_slots: with restart, the slot indices a restart may land on and whether each
         may, (B, G, K) long and bool (`restart_offsets` plus the first slot's index).
         Returns the attention weights (B, T, G, L), exactly 0 where mask is False, and the
@@ -271,6 +274,10 @@ class PointerUnit(nn.Module):
             else:  # the restart entries score at the peak, in units of the scale
                 peak = query.abs().sum(-1).transpose(0, 1).unsqueeze(-1)  # (B, G, 1)
                 restart = (peak + restart_bias) * keys.scale + restart_blocked
+                if hard:  # restart exactly when no slot has the address the query asks for
+                    found = self._address_found(query, keys)  # (B, G, 1)
+                    scores = scores.masked_fill(~found, float("-inf"))
+                    restart = restart.masked_fill(found, float("-inf"))
                 both = torch.cat([scores, restart], dim=-1).softmax(dim=-1)
                 w = both[..., : scores.shape[-1]].scatter_add(
                     -1, slots, both[..., scores.shape[-1] :]
@@ -283,6 +290,14 @@ class PointerUnit(nn.Module):
             projected = self.cell.input_map(pointer.transpose(0, 1))
             recent = [*recent, projected][-max(self.window, 1) :]
         return torch.stack(weights, dim=1), torch.stack(pointers, dim=1)
+
+    @staticmethod
+    def _address_found(query: Tensor, keys: SlotKeys) -> Tensor:
+        """Whether a slot a pointer may attend to has the address whose bits are the signs of
+        its query (G, B, bits): (B, G, 1) bool."""
+        signs = query.sign().transpose(0, 1)  # (B, G, bits)
+        matches = torch.baddbmm(keys.blocked, signs, keys.keys)  # bits where every bit agrees
+        return (matches > query.shape[-1] - 0.5).any(dim=-1, keepdim=True)
 
 
 def commit(weights: Tensor) -> Tensor:
