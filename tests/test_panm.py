@@ -251,6 +251,10 @@ def test_pointer_restart_lands_where_a_move_leaves_the_memory():
     assert (weights[:, :, 0, 0] > 0.999).all() and (weights[..., 1] < 1e-6).all()
     with pytest.raises(ValueError, match="needs restart_slots"):
         restart_unit(5, 0).walk(start, addresses, mask, 2)
+    with pytest.raises(ValueError, match="restart must be >= 0"):
+        PointerUnit(1, 6, 4, 4, "bitwise", restart=-1)
+    with pytest.raises(ValueError, match="needs the 'bitwise'"):
+        PointerUnit(1, 6, 4, 4, "dot", restart=1)
     torch.manual_seed(0)
     unit = PointerUnit(1, 6, 4, 4, "bitwise", window=1, inputs="latest", restart=2)
     for valid in (torch.ones(2, 1, 2, dtype=torch.bool), only_start):
@@ -508,6 +512,7 @@ def test_shape_errors(kwargs, message):
         ("mode2_tie_margin", 1.0),
         ("mode2_tie_margin", -1.0),
         ("pointer_restart", 1),
+        ("pointer_restart", -1),
     ],
 )
 def test_config_errors(field, value):

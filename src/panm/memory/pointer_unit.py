@@ -213,11 +213,10 @@ class PointerUnit(nn.Module):
         and the K - 1 slots after it inward, (B, G, K) long, and whether each is a valid slot,
         (B, G, K) bool. lengths: (B,) valid-slot counts."""
         inward = torch.arange(self.restart, device=lengths.device)
-        direction = torch.tensor([1 - 2 * (g % 2) for g in range(self.num_pointers)])
-        offsets = (
-            self.start_offsets(lengths).unsqueeze(-1)
-            + direction.to(lengths.device).view(1, -1, 1) * inward
+        direction = torch.tensor(
+            [1 - 2 * (g % 2) for g in range(self.num_pointers)], device=lengths.device
         )
+        offsets = self.start_offsets(lengths).unsqueeze(-1) + direction.view(1, -1, 1) * inward
         last = lengths.view(-1, 1, 1) - 1
         valid = (offsets >= 0) & (offsets <= last)
         return torch.minimum(offsets.clamp(min=0), last), valid
@@ -244,11 +243,10 @@ class PointerUnit(nn.Module):
         Returns the attention weights (B, T, G, L), exactly 0 where mask is False, and the
         pointer values (B, T, G, bits), p_t = sum_i w_t[i] A[i].
         """
-        if self.restart and restart_slots is None:
-            raise ValueError("a pointer unit with restart needs restart_slots")
         keys = self.attention.keys(addresses, mask)  # once per sequence, not per step
-        restart_bias = None
-        if restart_slots is not None and self.restart:
+        if self.restart:
+            if restart_slots is None:
+                raise ValueError("a pointer unit with restart needs restart_slots")
             slots, valid = restart_slots
             # -inf where a restart may not land, added after the scale (never inf times 0)
             restart_blocked = torch.zeros_like(valid, dtype=start.dtype).masked_fill(
@@ -269,7 +267,7 @@ class PointerUnit(nn.Module):
                 state = self.cell.run(inputs, None)[-1]
             query = self.attention.queries(state)  # (G, B, bits)
             scores = self.attention.scores(query, keys)  # (B, G, L)
-            if restart_bias is None:
+            if not self.restart:
                 w = scores.softmax(dim=-1)
             else:  # the restart entries score at the peak, in units of the scale
                 peak = query.abs().sum(-1).transpose(0, 1).unsqueeze(-1)  # (B, G, 1)
