@@ -197,6 +197,17 @@ def test_generators_draw_as_documented() -> None:
     assert sorted(holes) == [0, 1, 2, 3, 4, 5] and min(holes.values()) > 400
 
 
+def test_missing_duplicate_answer_is_the_parity_of_the_visible_ones() -> None:
+    # w w holds an even number of 1s, so the hidden token is the parity of the 1s left: a model
+    # can answer without reading the copy half a length away (docs/chomsky.md).
+    task = get_task("missing_duplicate_string")
+    rng = random.Random(3)
+    for length in (2, 3, 8, 41, 500):
+        for _ in range(50):
+            example = task.sample(rng, length)
+            assert task.target(example) == [example["seq"].count(1) % 2]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_protocol_lengths_and_vocabularies(name: str) -> None:
     task = get_task(name)

@@ -78,6 +78,15 @@ def test_chomsky_recipes_follow_the_task_families():
     assert default_train_config("bucket_sort", "lstm").model_overrides == {}
 
 
+def test_only_panm_on_the_second_pass_tasks_skips_gradient_spikes():
+    def factor(task_name, model="panm"):
+        return default_train_config(task_name, model).skip_gradient_spikes
+
+    assert factor("duplicate_string") == factor("odds_first") == 10.0
+    assert factor("odds_first", "lstm") is None
+    assert factor("reverse_string") is None and factor("copy") is None
+
+
 def test_dynamic_recall_keys_mode2_on_the_previous_slot_and_id_sort_on_the_ids():
     recall = model_config(
         "panm",

@@ -1,14 +1,23 @@
 """Training loop: checkpoints, resume, interruption, model selection."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from panm.checkpoint import read_index, resolve_checkpoint
+from panm import training
+from panm.checkpoint import load_trainer_state, read_index, resolve_checkpoint
 from panm.models.registry import build_model, load_model
 from panm.tasks import get_task
-from panm.training import TrainConfig, sequence_loss, train, training_batch
+from panm.training import (
+    SPIKE_WARMUP,
+    TrainConfig,
+    is_gradient_spike,
+    sequence_loss,
+    train,
+    training_batch,
+)
 
 TINY_PANM = {
     "embed_dim": 16,
@@ -127,6 +136,7 @@ def test_minutes_budget_stops_training(tmp_path):
         (dict(minutes=-1.0), "minutes"),
         (dict(pad_multiple=0), "pad_multiple"),
         (dict(pad_multiple=16.0), "pad_multiple"),
+        (dict(skip_gradient_spikes=1.0), "skip_gradient_spikes"),
     ],
 )
 def test_config_errors(changes, message):
@@ -299,3 +309,54 @@ def test_batch_padded_rounds_lengths_up_and_masks_the_padding():
     assert torch.equal(padded.tgt_mask[:, :steps], batch.tgt_mask)
     assert not padded.src_mask[:, length:].any() and not padded.tgt_mask[:, steps:].any()
     assert padded.padded(8).src.shape == padded.src.shape  # already a multiple: unchanged
+
+
+def test_a_gradient_spike_is_a_norm_far_above_the_recent_median():
+    recent = [1.0] * (SPIKE_WARMUP - 1) + [3.0]
+    assert not is_gradient_spike(50.0, recent[:-1], 10.0)  # too few norms yet
+    assert is_gradient_spike(10.5, recent, 10.0)  # median 1, not the mean
+    assert not is_gradient_spike(9.5, recent, 10.0)
+    assert not is_gradient_spike(1e9, recent, None)
+
+
+def test_a_spike_step_leaves_the_weights_and_is_counted(tmp_path, monkeypatch):
+    real = training.clip_gradients
+    calls = []
+
+    def clip_with_a_spike(model, max_norm):
+        calls.append(1)
+        norm = real(model, max_norm)
+        return norm * 1e6 if len(calls) == 25 else norm
+
+    monkeypatch.setattr(training, "clip_gradients", clip_with_a_spike)
+    settings = dict(steps=25, eval_every=25, skip_gradient_spikes=10.0)
+    train(tiny_config(**settings), tmp_path / "spike", progress=False)
+    calls.clear()
+    train(
+        tiny_config(**{**settings, "steps": 24, "eval_every": 24}),
+        tmp_path / "before",
+        progress=False,
+    )
+    a, b = weights(tmp_path / "spike"), weights(tmp_path / "before")
+    for name in a:  # the 25th step's update was skipped, and only it
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    lines = [json.loads(x) for x in (tmp_path / "spike/metrics.jsonl").read_text().splitlines()]
+    assert [x["skipped_steps"] for x in lines] == [0] * 24 + [1]
+    assert '"skipped_steps": 0' in (tmp_path / "before/metrics.jsonl").read_text()
+    plain = tmp_path / "plain"
+    train(tiny_config(), plain, progress=False)
+    assert "skipped_steps" not in (plain / "metrics.jsonl").read_text()
+
+
+def test_resume_keeps_the_recent_gradient_norms(tmp_path):
+    config = tiny_config(steps=30, eval_every=10, skip_gradient_spikes=10.0)
+    train(config, tmp_path / "straight", progress=False)
+    train(dataclasses.replace(config, steps=20), tmp_path / "split", progress=False)
+    train(config, tmp_path / "split", resume=True, progress=False)
+    states = [
+        load_trainer_state(resolve_checkpoint(tmp_path / run, "latest"))
+        for run in ("straight", "split")
+    ]
+    assert len(states[0]["recent_gradient_norms"]) == 30
+    assert states[0]["recent_gradient_norms"] == states[1]["recent_gradient_norms"]
+    assert states[0]["skipped_steps"] == states[1]["skipped_steps"]

@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="pad training batches' lengths up to a multiple of N, so that --compile meets few "
         "shapes (default 1: no padding; a resumed run keeps its own)",
     )
+    tr.add_argument(
+        "--skip-gradient-spikes",
+        type=float,
+        metavar="FACTOR",
+        help="skip the update of a step whose gradient norm is above FACTOR times the median "
+        "of the last 100 steps' (default: the recipe's; off for most)",
+    )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_flags(tr)
     tr.set_defaults(run=run_train)
@@ -333,6 +340,7 @@ def _apply_flags(
         "device": args.device if args.device != "cpu" else None,
         "compile": args.compile,
         "pad_multiple": args.pad_multiple,
+        "skip_gradient_spikes": args.skip_gradient_spikes,
     }
     if args.train_lengths:
         low_high = parse_lengths(args.train_lengths, "--train-lengths")

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from panm.checkpoint import (
@@ -105,6 +106,11 @@ class TrainConfig:
         random masks are drawn over the padded shape, so a padded run draws differently (same
         distribution, another run). Not allowed with randomized positions (`random_positions`),
         whose draw would spread over the padding instead of the tokens.
+    skip_gradient_spikes: skip the update of a step whose gradient norm (before clipping) is
+        above this many times the median norm of the last `SPIKE_WINDOW` steps (once there are
+        `SPIKE_WARMUP` of them); its batch is not drawn again. Clipping bounds a spike's size
+        but not its direction, and Adam, scaling each coordinate by its own history, turns a
+        clipped spike in coordinates that were quiet into a full-sized step there. None: never.
     """
 
     task: str = "copy"
@@ -125,6 +131,7 @@ class TrainConfig:
     device: str = "cpu"
     compile: str | None = None
     pad_multiple: int = 1
+    skip_gradient_spikes: float | None = None
 
     def __post_init__(self) -> None:
         self.compile = compile_mode(self.compile)
@@ -136,6 +143,10 @@ class TrainConfig:
             raise ValueError(f"minutes must be > 0, got {self.minutes}")
         if self.train_examples is not None and self.train_examples < 1:
             raise ValueError(f"train_examples must be >= 1, got {self.train_examples}")
+        if self.skip_gradient_spikes is not None and self.skip_gradient_spikes <= 1:
+            raise ValueError(
+                f"skip_gradient_spikes must be > 1 (or None), got {self.skip_gradient_spikes}"
+            )
         if self.batch_size < 1 or self.eval_every < 1 or self.log_every < 1:
             raise ValueError("batch_size, eval_every and log_every must be >= 1")
         if self.train_lengths is not None:
@@ -211,9 +222,22 @@ def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
 
 
-def clip_gradients(model: nn.Module, max_norm: float) -> None:
-    """Scales the gradients to a total norm of at most `max_norm` (multi-tensor, as above)."""
-    nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=True)
+def clip_gradients(model: nn.Module, max_norm: float) -> Tensor:
+    """Scales the gradients to a total norm of at most `max_norm` (multi-tensor, as above; 0:
+    no clipping) and returns their total norm before, a 0-dim tensor."""
+    return nn.utils.clip_grad_norm_(model.parameters(), max_norm or math.inf, foreach=True)
+
+
+SPIKE_WINDOW, SPIKE_WARMUP = 100, 20
+
+
+def is_gradient_spike(norm: float, recent: list[float], factor: float | None) -> bool:
+    """Whether a step's gradient norm is above `factor` times the median of `recent`, the norms
+    of the last `SPIKE_WINDOW` steps, once there are `SPIKE_WARMUP` of them (TrainConfig's
+    `skip_gradient_spikes`)."""
+    if factor is None or len(recent) < SPIKE_WARMUP:
+        return False
+    return norm > factor * statistics.median(recent)
 
 
 def _distributed() -> tuple[int, int, bool]:
@@ -323,10 +347,15 @@ def _train(
     optimizer = make_optimizer(model, config.lr)
     step = 0
     elapsed = 0.0
+    guard = config.skip_gradient_spikes is not None
+    recent_norms: list[float] = []
+    skipped_steps = 0
     if state:
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed = state["step"], state["elapsed_seconds"]
         torch.set_rng_state(state["rng"])
+        recent_norms = state.get("recent_gradient_norms", [])
+        skipped_steps = state.get("skipped_steps", 0)
     else:
         torch.manual_seed(config.seed + 1)
     if rank == 0:
@@ -364,6 +393,8 @@ def _train(
                 "step": step,
                 "elapsed_seconds": time.monotonic() - started,
                 "rng": torch.get_rng_state(),
+                "recent_gradient_norms": recent_norms,
+                "skipped_steps": skipped_steps,
             }
             index = save_checkpoint(run_dir, model, trainer_state, step, index)
 
@@ -375,9 +406,16 @@ def _train(
             loss, logits = sequence_loss(trained, part, bos_id, int(batch.tgt_mask.sum()))
             optimizer.zero_grad(set_to_none=True)
             (loss * world).backward()
-            if config.grad_clip:
-                clip_gradients(model, config.grad_clip)
-            optimizer.step()
+            if config.grad_clip or guard:
+                norm = clip_gradients(model, config.grad_clip)
+            spike = False
+            if guard:
+                value = float(norm)
+                spike = is_gradient_spike(value, recent_norms, config.skip_gradient_spikes)
+                recent_norms = [*recent_norms, value][-SPIKE_WINDOW:]
+                skipped_steps += spike
+            if not spike:
+                optimizer.step()
             step += 1
             bar.update(1)
             if rank == 0 and (step % config.log_every == 0 or step % config.eval_every == 0):
@@ -388,6 +426,8 @@ def _train(
                     "train_sequence_accuracy": float(exact.float().mean()),
                     "elapsed_seconds": round(time.monotonic() - started, 2),
                 }
+                if guard:
+                    record["skipped_steps"] = skipped_steps
                 evaluate = step % config.eval_every == 0 or step == config.steps
                 if evaluate:
                     scores = validate(model, task, valid, device)
