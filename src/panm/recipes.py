@@ -141,10 +141,9 @@ STEPS, MINUTES, EVAL_EVERY = 20_000, 15.0, 500
 # (docs/results.md, "The sorting tasks").
 # The second-pass tasks skip the update of a gradient spike (`skip_gradient_spikes`): two of
 # three odds_first protocol runs collapsed to a guess within 25 steps, after 1,000s of steps at
-# 98-100% validation, each time right after gradient norms of 50-900 (the median is 0.1-0.3),
-# all in the Pointer Unit: the gradient through 40-80 soft pointer moves, each fed the last,
-# explodes where a move is near a tie between a restart and a near miss. Replayed from the
-# checkpoint before, skipping those steps (4 in 1,000) kept the run at its loss
+# 98-100% validation. Replayed, seed 2's collapse came right after gradient norms of 51 and
+# 901 (the median: 0.1-0.3), all in the Pointer Unit's parameters (its gradient runs through up
+# to 80 soft moves, each fed the one before); a replay that skipped spikes kept its loss
 # (docs/chomsky.md, "Gradient spikes").
 PANM_TASK_TRAINING = {
     "id_sort": {"batch_size": 2048, "eval_every": 50, "task_options": {"close_ids": 0.5}},
