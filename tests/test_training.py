@@ -245,6 +245,11 @@ def test_train_command_passes_compile_mode_and_padding(tmp_path, monkeypatch):
     assert panm.cli.main([*args, "--pad-multiple", "16"]) == 0
     assert seen[0].compile == "reduce-overhead"
     assert seen[0].pad_multiple == 16
+    odds_first = ["train", "--task", "odds_first", "--out", str(tmp_path / "o")]
+    assert panm.cli.main(odds_first) == 0
+    assert panm.cli.main([*odds_first, "--skip-gradient-spikes", "4"]) == 0
+    assert panm.cli.main([*odds_first, "--skip-gradient-spikes", "0"]) == 0
+    assert [c.skip_gradient_spikes for c in seen[1:]] == [10.0, 4.0, None]  # the recipe's, set, off
 
 
 @pytest.mark.parametrize("model", ["panm", "transformer"])
@@ -317,6 +322,7 @@ def test_a_gradient_spike_is_a_norm_far_above_the_recent_median():
     assert is_gradient_spike(10.5, recent, 10.0)  # median 1, not the mean
     assert not is_gradient_spike(9.5, recent, 10.0)
     assert not is_gradient_spike(1e9, recent, None)
+    assert is_gradient_spike(float("nan"), [], 10.0) and is_gradient_spike(float("inf"), [], 10.0)
 
 
 def test_a_spike_step_leaves_the_weights_and_is_counted(tmp_path, monkeypatch):
@@ -346,6 +352,13 @@ def test_a_spike_step_leaves_the_weights_and_is_counted(tmp_path, monkeypatch):
     plain = tmp_path / "plain"
     train(tiny_config(), plain, progress=False)
     assert "skipped_steps" not in (plain / "metrics.jsonl").read_text()
+
+
+def test_the_guard_measures_unclipped_gradients_too(tmp_path):
+    result = train(tiny_config(grad_clip=0.0, skip_gradient_spikes=10.0), tmp_path / "r",
+                   progress=False)  # fmt: skip
+    state = load_trainer_state(resolve_checkpoint(result.run_dir, "latest"))
+    assert len(state["recent_gradient_norms"]) == 6 and min(state["recent_gradient_norms"]) > 0
 
 
 def test_resume_keeps_the_recent_gradient_norms(tmp_path):

@@ -4,20 +4,24 @@
     python docs/diagnostics/gradient_spikes.py CHECKPOINT STOP [FACTOR]
 
 CHECKPOINT is a checkpoint folder of a run (RUN/checkpoints/step-N, holding its trainer state);
-the replay trains from step N to STOP with the run's own config, batches and optimizer state, as
-`panm train --resume` would. It prints every step's training loss and gradient norm (before
-clipping), and for a norm above 20 the three parameters with the largest gradients. With FACTOR
-it skips the update of a step whose norm is above FACTOR times the recent median, as
-`TrainConfig.skip_gradient_spikes` does, whatever the run's config says. Nothing is written.
+the replay trains from step N to STOP with the run's own config, batches, optimizer state and
+random state, as `panm train --resume` would, on the CPU and for runs on fresh examples without
+padded batches (not for `train_examples` or `pad_multiple` runs). It prints every step's
+training loss and gradient norm (before clipping), and for a norm above 20 the three parameters
+with the largest gradients. With FACTOR it skips the update of a step whose norm is above
+FACTOR times the recent median, as `TrainConfig.skip_gradient_spikes` does, whatever the run's
+config says. Nothing is written.
 """
 
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
 import torch
 
-from panm.checkpoint import load_model, load_trainer_state
+from panm.checkpoint import load_trainer_state
+from panm.models.registry import load_model
 from panm.tasks import get_task
 from panm.training import (
     SPIKE_WINDOW,
@@ -52,7 +56,8 @@ while step < stop:
     )[::-1][:3]
     norm = float(clip_gradients(model, config.grad_clip))
     spike = is_gradient_spike(norm, recent, config.skip_gradient_spikes)
-    recent = [*recent, norm][-SPIKE_WINDOW:]
+    if math.isfinite(norm):
+        recent = [*recent, norm][-SPIKE_WINDOW:]
     if spike:
         skipped += 1
     else:

@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="FACTOR",
         help="skip the update of a step whose gradient norm is above FACTOR times the median "
-        "of the last 100 steps' (default: the recipe's; off for most)",
+        "of the last 100 steps' (default: the recipe's, off for most; 0: off; a resumed run "
+        "keeps its own)",
     )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_flags(tr)
@@ -348,6 +349,8 @@ def _apply_flags(
             raise UsageError("--train-lengths expects MIN,MAX")
         flags["train_lengths"] = tuple(low_high)
     changes = {k: v for k, v in flags.items() if v is not None and (only is None or k in only)}
+    if changes.get("skip_gradient_spikes") == 0:
+        changes["skip_gradient_spikes"] = None  # 0 turns a recipe's guard off
     if only is None:
         changes["task_options"] = {**config.task_options, **task_options(args)}
         changes["model_overrides"] = {**config.model_overrides, **parse_settings(args.set)}

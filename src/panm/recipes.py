@@ -139,12 +139,10 @@ STEPS, MINUTES, EVAL_EVERY = 20_000, 15.0, 500
 # consecutive ids (`close_ids`): ids that differ by 1 or 2 form 3.6 pairs in a test sequence of
 # 22 but 0.7 in a training sequence of 10, and those windows let training compare them often
 # (docs/results.md, "The sorting tasks").
-# The second-pass tasks skip the update of a gradient spike (`skip_gradient_spikes`): two of
-# three odds_first protocol runs collapsed to a guess within 25 steps, after 1,000s of steps at
-# 98-100% validation. Replayed, seed 2's collapse came right after gradient norms of 51 and
-# 901 (the median: 0.1-0.3), all in the Pointer Unit's parameters (its gradient runs through up
-# to 80 soft moves, each fed the one before); a replay that skipped spikes kept its loss
-# (docs/chomsky.md, "Gradient spikes").
+# The second-pass tasks skip the update of a gradient spike (`skip_gradient_spikes`): two
+# odds_first protocol runs that had fitted their training lengths collapsed to a guess; replayed,
+# one collapse came right after spikes in the Pointer Unit's gradient (docs/chomsky.md,
+# "Gradient spikes").
 PANM_TASK_TRAINING = {
     "id_sort": {"batch_size": 2048, "eval_every": 50, "task_options": {"close_ids": 0.5}},
     **{key: {"skip_gradient_spikes": 10.0} for key in SECOND_PASS},

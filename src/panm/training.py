@@ -107,10 +107,9 @@ class TrainConfig:
         distribution, another run). Not allowed with randomized positions (`random_positions`),
         whose draw would spread over the padding instead of the tokens.
     skip_gradient_spikes: skip the update of a step whose gradient norm (before clipping) is
-        above this many times the median norm of the last `SPIKE_WINDOW` steps (once there are
-        `SPIKE_WARMUP` of them); its batch is not drawn again. Clipping bounds a spike's size
-        but not its direction, and Adam, scaling each coordinate by its own history, turns a
-        clipped spike in coordinates that were quiet into a full-sized step there. None: never.
+        not finite or is above this many times the median norm of the last `SPIKE_WINDOW`
+        steps (once there are `SPIKE_WARMUP` of them); its batch is not drawn again. None:
+        never (why it exists: docs/chomsky.md, "Gradient spikes").
     """
 
     task: str = "copy"
@@ -232,12 +231,14 @@ SPIKE_WINDOW, SPIKE_WARMUP = 100, 20
 
 
 def is_gradient_spike(norm: float, recent: list[float], factor: float | None) -> bool:
-    """Whether a step's gradient norm is above `factor` times the median of `recent`, the norms
-    of the last `SPIKE_WINDOW` steps, once there are `SPIKE_WARMUP` of them (TrainConfig's
-    `skip_gradient_spikes`)."""
-    if factor is None or len(recent) < SPIKE_WARMUP:
+    """Whether a step's gradient norm is not finite, or above `factor` times the median of
+    `recent`, the finite norms of the last `SPIKE_WINDOW` steps, once there are `SPIKE_WARMUP`
+    of them (TrainConfig's `skip_gradient_spikes`; None: never)."""
+    if factor is None:
         return False
-    return norm > factor * statistics.median(recent)
+    if not math.isfinite(norm):
+        return True
+    return len(recent) >= SPIKE_WARMUP and norm > factor * statistics.median(recent)
 
 
 def _distributed() -> tuple[int, int, bool]:
@@ -408,14 +409,13 @@ def _train(
             (loss * world).backward()
             if config.grad_clip or guard:
                 norm = clip_gradients(model, config.grad_clip)
-            spike = False
-            if guard:
-                value = float(norm)
-                spike = is_gradient_spike(value, recent_norms, config.skip_gradient_spikes)
-                recent_norms = [*recent_norms, value][-SPIKE_WINDOW:]
-                skipped_steps += spike
+            value = float(norm) if guard else 0.0
+            spike = is_gradient_spike(value, recent_norms, config.skip_gradient_spikes)
             if not spike:
                 optimizer.step()
+            if guard and math.isfinite(value):
+                recent_norms = [*recent_norms, value][-SPIKE_WINDOW:]
+            skipped_steps += spike
             step += 1
             bar.update(1)
             if rank == 0 and (step % config.log_every == 0 or step % config.eval_every == 0):
