@@ -281,6 +281,32 @@ def test_hard_pointers_restart_exactly_when_the_asked_address_is_missing():
         for hard, slot in ((False, soft_slot), (True, hard_slot)):
             weights, _ = unit.walk(start, addresses, mask, 1, hard, (slots, valid))
             assert weights[0, 0, 0].argmax() == slot and weights[0, 0, 0, slot] > 0.5
+    unit = restart_unit(12, prefer=0)
+    with torch.no_grad():  # a restart as good as the near miss: half the weight each
+        unit.attention.query.bias[0, 2] = 0.1
+        unit.restart_margin.fill_(math.log(math.tanh(0.1) / (1 - math.tanh(0.1))))
+    soft, _ = unit.walk(start, addresses, mask, 1, False, (slots, valid))
+    assert abs(soft[0, 0, 0, 0] - 0.5) < 0.01 and abs(soft[0, 0, 0, 1] - 0.5) < 0.01
+    hard, _ = unit.walk(start, addresses, mask, 1, True, (slots, valid))
+    assert hard[0, 0, 0, 0] == 1  # most weight on one slot and the restart: no slot has 12
+
+
+def test_an_undecided_hard_pointer_stays_soft():
+    """A pointer spread over several slots (the restart and its best slot hold at most half of
+    its weight) is left as the soft walk leaves it (as `commit` leaves a pointer whose largest
+    weight is at most one half), even when no slot has the address its query's signs ask for."""
+    addresses = binary_table(6)[3:9].expand(1, 6, 6)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    start = binary_table(6)[[3]].unsqueeze(1)
+    slots, valid = torch.tensor([[[0, 1]]]), torch.ones(1, 1, 2, dtype=torch.bool)
+    unit = restart_unit(63, prefer=0)  # no slot holds 63
+    with torch.no_grad():
+        unit.attention.query.bias.mul_(0.001)  # every bit unsure
+        unit.attention.log_scale.zero_()
+    soft, _ = unit.walk(start, addresses, mask, 1, False, (slots, valid))
+    hard, _ = unit.walk(start, addresses, mask, 1, True, (slots, valid))
+    assert soft.max() < 0.5
+    torch.testing.assert_close(hard, soft)
 
 
 @pytest.mark.parametrize("decoys", [0, 4])

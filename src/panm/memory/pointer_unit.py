@@ -235,9 +235,10 @@ class PointerUnit(nn.Module):
         start: (B, G, bits) initial pointer values; addresses: (B, L, bits) the slots'
         addresses; mask: (B, L) bool, True on slots a pointer may attend to. hard: a pointer
         whose largest weight is above one half reads that slot alone (see `commit`), and with
-        restart a pointer restarts exactly when no slot has the address its query asks for
-        (each bit by its sign), not when a restart outscores a near miss on a bit the query is
-        unsure of.
+        restart a pointer with most of its weight on the restart and one slot restarts exactly
+        when no slot has the address its query asks for (each bit by its sign), not when a
+        restart outscores a near miss on a bit the query is unsure of; a pointer spread wider
+        stays as the soft walk leaves it.
         restart_slots: with restart, the slot indices a restart may land on and whether each
         may, (B, G, K) long and bool (`restart_offsets` plus the first slot's index).
         Returns the attention weights (B, T, G, L), exactly 0 where mask is False, and the
@@ -272,11 +273,16 @@ class PointerUnit(nn.Module):
             else:  # the restart entries score at the peak, in units of the scale
                 peak = query.abs().sum(-1).transpose(0, 1).unsqueeze(-1)  # (B, G, 1)
                 restart = (peak + restart_bias) * keys.scale + restart_blocked
-                if hard:  # restart exactly when no slot has the address the query asks for
-                    found = self._address_found(query, keys)  # (B, G, 1)
-                    scores = scores.masked_fill(~found, float("-inf"))
-                    restart = restart.masked_fill(found, float("-inf"))
                 both = torch.cat([scores, restart], dim=-1).softmax(dim=-1)
+                if hard:  # restart exactly when no slot has the address asked for, if most
+                    # of the weight is on the restart and one slot: the choice is between them
+                    num_slots = scores.shape[-1]
+                    top_slot = both[..., :num_slots].amax(dim=-1, keepdim=True)
+                    decided = top_slot + both[..., num_slots:].sum(-1, keepdim=True) > 0.5
+                    found = self._address_found(query, keys)  # (B, G, 1)
+                    scores = scores.masked_fill(decided & ~found, float("-inf"))
+                    restart = restart.masked_fill(decided & found, float("-inf"))
+                    both = torch.cat([scores, restart], dim=-1).softmax(dim=-1)
                 w = both[..., : scores.shape[-1]].scatter_add(
                     -1, slots, both[..., scores.shape[-1] :]
                 )
