@@ -196,6 +196,32 @@ def test_block_of_splits(repo, tmp_path):
         update_tables(readme)
 
 
+def test_block_of_averages(repo, tmp_path):
+    results = []
+    for task, seed, token in [("odds_first", 0, 0.8), ("odds_first", 1, 0.6), ("even_pairs", 0, 1)]:
+        result = raw_result(task, "panm", seed, 0.0)
+        result["test"] = [
+            {"length": n, "sequence_accuracy": 0.0, "token_accuracy": token - d, "count": 10}
+            for n, d in ((41, 0.0), (500, 0.1))
+        ]
+        results.append(result)
+    publish(write_bench(tmp_path / "chomsky", results), repo / "docs" / "chomsky")
+    readme = repo / "README.md"
+    readme.write_text("<!-- panm-table docs/chomsky+docs/tiny averages -->\n<!-- /panm-table -->\n")
+    text, _ = update_tables(readme)
+    # odds_first: seed 0 (80 + 70) / 2 = 75%, seed 1 55%; copy (not a Chomsky task) left out
+    assert text.startswith(
+        "<!-- panm-table docs/chomsky+docs/tiny averages -->\n"
+        "| task | row | n | per-token accuracy % | exact match % |\n|---|---|---:|---:|---:|\n"
+    )
+    assert "| odds_first | panm | 2 | 65.0 ± 14.1 (75.0) | 0.0 ± 0.0 (0.0) |\n" in text
+    assert "| even_pairs | panm | 1 | 95.0 (95.0) | 0.0 (0.0) |\n" in text
+    assert "copy" not in text and "\nSeed" in text
+    readme.write_text("<!-- panm-table docs/tiny averages -->\n<!-- /panm-table -->\n")
+    with pytest.raises(ValueError, match=r"README.md:1: no results of a Chomsky-hierarchy task"):
+        update_tables(readme)
+
+
 def test_provenance_names_batches_where_they_differ():
     small, large = raw_result("copy", "lstm", 0, 0.0), raw_result("copy", "panm", 0, 11.0)
     small["settings"]["train"]["batch_size"] = 64

@@ -22,9 +22,10 @@ Markdown file and the tasks to show::
     <!-- /panm-table -->
 
 In place of the tasks, `splits` shows one table of the whole test set by split (SCAN's
-cut-offs). Several folders joined by "+" (`docs/headline_final+docs/baselines_budget_final`)
-make one table of their rows, for PANM and the baselines from separate benches; a run (task,
-row, seed) may come from only one of them.
+cut-offs), and `averages` one table of the Chomsky-hierarchy tasks' accuracy averaged over the
+test lengths, a line per task and row. Several folders joined by "+"
+(`docs/headline_final+docs/baselines_budget_final`) make one table of their rows, for PANM and
+the baselines from separate benches; a run (task, row, seed) may come from only one of them.
 
 `update_tables` regenerates those blocks; `check_published` lists every block and every
 published folder's report that differs from what its raw results give, or that holds results
@@ -238,10 +239,11 @@ def split_table(results: list[dict[str, Any]], heading: bool = True) -> list[str
     return lines
 
 
-def length_average_table(results: list[dict[str, Any]]) -> list[str]:
+def length_average_table(results: list[dict[str, Any]], heading: bool = True) -> list[str]:
     """Markdown lines of a table of accuracy averaged over each run's test lengths, the score of
     the Chomsky-hierarchy protocol (Deletang et al. 2023), for the runs of its tasks
-    (`panm.tasks.chomsky`), one line per task and row; [] when there are none.
+    (`panm.tasks.chomsky`), one line per task and row; [] when there are none. heading: a
+    section title and a sentence on the cells before the table.
 
     Per run: the mean over its test lengths of per-token accuracy and of exact match. Cells:
     mean ± std over seeds, then the best seed's value (the paper reports the best of its seeds).
@@ -255,12 +257,18 @@ def length_average_table(results: list[dict[str, Any]]) -> list[str]:
             groups.setdefault((result["task"], result["row"]), []).append((token, exact))
     if not groups:
         return []
-    lines = [
-        "## Averaged over the test lengths",
-        "",
-        "Per run, the mean over its test lengths; cells: mean ± std over seeds, then (best",
-        "seed). *n*: seeds.",
-        "",
+    lines = (
+        [
+            "## Averaged over the test lengths",
+            "",
+            "Per run, the mean over its test lengths; cells: mean ± std over seeds, then (best",
+            "seed). *n*: seeds.",
+            "",
+        ]
+        if heading
+        else []
+    )
+    lines += [
         "| task | row | n | per-token accuracy % | exact match % |",
         "|---|---|---:|---:|---:|",
     ]
@@ -533,6 +541,9 @@ TABLE_START = re.compile(r"<!-- panm-table (\S+) (\S+) -->")
 TABLE_END = "<!-- /panm-table -->"
 SPLITS = "splits"
 """In place of the tasks: one table of the whole test set by split (`split_table`)."""
+AVERAGES = "averages"
+"""In place of the tasks: one table of accuracy averaged over the test lengths, a line per
+task and row, of the Chomsky-hierarchy tasks (`length_average_table`)."""
 FINAL_TEST_SET = "final"
 
 
@@ -572,6 +583,11 @@ def update_tables(path: str | Path) -> tuple[str, list[Path]]:
             table = split_table(results, heading=False)
             if not table:
                 raise ValueError(f"{path}:{index}: no results with a split (SCAN) to show")
+            table += ["", provenance(results)]
+        elif match.group(2) == AVERAGES:
+            table = length_average_table(results, heading=False)
+            if not table:
+                raise ValueError(f"{path}:{index}: no results of a Chomsky-hierarchy task")
             table += ["", provenance(results)]
         else:
             table = compact_tables(results, match.group(2).split(","))
