@@ -15,6 +15,7 @@ from panm.training import (
     TrainConfig,
     is_gradient_spike,
     sequence_loss,
+    step_lengths,
     train,
     training_batch,
 )
@@ -137,11 +138,29 @@ def test_minutes_budget_stops_training(tmp_path):
         (dict(pad_multiple=0), "pad_multiple"),
         (dict(pad_multiple=16.0), "pad_multiple"),
         (dict(skip_gradient_spikes=1.0), "skip_gradient_spikes"),
+        (dict(length_warmup=(0, 10)), "length_warmup"),
+        (dict(length_warmup=(3, 0)), "length_warmup"),
+        (dict(length_warmup=(3, 10), train_examples=5), "length_warmup"),
     ],
 )
 def test_config_errors(changes, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**changes)
+
+
+def test_length_warmup_grows_the_longest_training_length():
+    config = tiny_config(train_lengths=(2, 40), length_warmup=(10, 300))
+    task = get_task("copy")
+    # the max rises linearly from 10 (step 0) to 40 (step 300), then stays
+    expected = {0: 10, 1: 10, 10: 11, 150: 25, 299: 39, 300: 40, 5000: 40}
+    assert {step: step_lengths(config, task, step)[1] for step in expected} == expected
+    assert {step_lengths(config, task, step)[0] for step in expected} == {2}
+    batch = training_batch(task, config, 0)
+    assert int(batch.tgt_mask.sum(1).max()) <= 10  # copy: the target is the sequence
+    plain = tiny_config(train_lengths=(2, 40))
+    assert step_lengths(plain, task, 0) == (2, 40)
+    with pytest.raises(ValueError, match="outside the training lengths"):
+        step_lengths(tiny_config(train_lengths=(2, 8), length_warmup=(10, 300)), task, 0)
 
 
 def test_best_checkpoint_ranks_accuracy_then_loss():
@@ -229,7 +248,7 @@ def test_unknown_compile_mode_is_rejected():
         tiny_config(compile="fastest")
 
 
-def test_train_command_passes_compile_mode_and_padding(tmp_path, monkeypatch):
+def test_train_command_passes_training_flags(tmp_path, monkeypatch):
     import panm.cli
     from panm.training import TrainResult
 
@@ -250,6 +269,9 @@ def test_train_command_passes_compile_mode_and_padding(tmp_path, monkeypatch):
     assert panm.cli.main([*odds_first, "--skip-gradient-spikes", "4"]) == 0
     assert panm.cli.main([*odds_first, "--skip-gradient-spikes", "0"]) == 0
     assert [c.skip_gradient_spikes for c in seen[1:]] == [10.0, 4.0, None]  # the recipe's, set, off
+    assert panm.cli.main([*odds_first, "--length-warmup", "10,2000"]) == 0
+    assert seen[-1].length_warmup == (10, 2000)
+    assert panm.cli.main([*odds_first, "--length-warmup", "10"]) == 2  # a usage error
 
 
 @pytest.mark.parametrize("model", ["panm", "transformer"])

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--train-lengths", help="MIN,MAX main-sequence lengths (default 1,10)")
+    tr.add_argument(
+        "--length-warmup",
+        metavar="FIRST_MAX,STEPS",
+        help="train first on lengths up to FIRST_MAX, growing linearly to the longest training "
+        "length by step STEPS (default: every length from the start)",
+    )
     tr.add_argument("--eval-every", type=int)
     tr.add_argument("--valid-count", type=int)
     tr.add_argument(
@@ -348,6 +354,11 @@ def _apply_flags(
         if len(low_high) != 2:
             raise UsageError("--train-lengths expects MIN,MAX")
         flags["train_lengths"] = tuple(low_high)
+    if args.length_warmup:
+        first_steps = parse_lengths(args.length_warmup, "--length-warmup")
+        if len(first_steps) != 2:
+            raise UsageError("--length-warmup expects FIRST_MAX,STEPS")
+        flags["length_warmup"] = tuple(first_steps)
     changes = {k: v for k, v in flags.items() if v is not None and (only is None or k in only)}
     if changes.get("skip_gradient_spikes") == 0:
         changes["skip_gradient_spikes"] = None  # 0 turns a recipe's guard off

@@ -93,6 +93,10 @@ class TrainConfig:
     steps: optimisation steps; minutes: optional wall-clock budget (whichever ends first;
         time spent before a resume counts).
     train_lengths: (min, max) main-sequence length of training examples (task default if None).
+    length_warmup: (first_max, warmup_steps): the longest training length starts at first_max
+        and grows linearly to train_lengths' max by step warmup_steps, so that a model first
+        meets short sequences (validation keeps every training length); None: every length
+        from the first step. Not with a fixed training set (train_examples).
     train_examples: a fixed training set of this many examples, drawn once from the seed, from
         which every batch samples (as when fine-tuning on a data set; a frozen LM then computes
         its states once per example); None: fresh examples at every step.
@@ -122,6 +126,7 @@ class TrainConfig:
     lr: float = 1e-3
     grad_clip: float = 1.0
     train_lengths: tuple[int, int] | None = None
+    length_warmup: tuple[int, int] | None = None
     train_examples: int | None = None
     valid_count: int = 500
     eval_every: int = 250
@@ -153,6 +158,15 @@ class TrainConfig:
             low, high = self.train_lengths
             if not 1 <= low <= high:
                 raise ValueError(f"train_lengths must be 1 <= min <= max, got {self.train_lengths}")
+        if self.length_warmup is not None:
+            self.length_warmup = tuple(self.length_warmup)  # type: ignore[assignment]
+            first_max, warmup_steps = self.length_warmup
+            if first_max < 1 or warmup_steps < 1:
+                raise ValueError(
+                    f"length_warmup must be (first_max >= 1, steps >= 1), got {self.length_warmup}"
+                )
+            if self.train_examples is not None:
+                raise ValueError("length_warmup needs fresh examples: not with train_examples")
 
 
 @dataclass
@@ -182,6 +196,20 @@ def training_set(task: Task, config: TrainConfig) -> list[EncodedExample]:
     ]
 
 
+def step_lengths(config: TrainConfig, task: Task, step: int) -> tuple[int, int]:
+    """(min, max) lengths of the training batch of `step` (0-based): `lengths_for`, with the max
+    lowered before the end of `config.length_warmup`."""
+    low, high = lengths_for(config, task)
+    if config.length_warmup is None:
+        return low, high
+    first_max, warmup_steps = config.length_warmup
+    if not low <= first_max <= high:
+        raise ValueError(
+            f"length_warmup's first max {first_max} is outside the training lengths {low}-{high}"
+        )
+    return low, first_max + (high - first_max) * min(step, warmup_steps) // warmup_steps
+
+
 def training_batch(
     task: Task, config: TrainConfig, step: int, train_set: list[EncodedExample] | None = None
 ) -> Batch:
@@ -189,7 +217,7 @@ def training_batch(
     `train_set` (`training_set`) when the config has a fixed training set."""
     rng = random.Random(f"train/{config.seed}/{step}")
     if config.train_examples is None:
-        return task.batch(rng, lengths_for(config, task), config.batch_size)
+        return task.batch(rng, step_lengths(config, task, step), config.batch_size)
     if train_set is None:
         raise ValueError("this config trains on a fixed set: pass training_set(task, config)")
     return collate([train_set[rng.randrange(len(train_set))] for _ in range(config.batch_size)])
