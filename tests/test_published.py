@@ -216,7 +216,8 @@ def test_block_of_averages(repo, tmp_path):
     )
     assert "| odds_first | panm | 2 | 65.0 ± 14.1 (75.0) | 0.0 ± 0.0 (0.0) |\n" in text
     assert "| even_pairs | panm | 1 | 95.0 (95.0) | 0.0 (0.0) |\n" in text
-    assert "copy" not in text and "\nSeed" in text
+    assert "copy" not in text
+    assert "\nSeed 0 (odds_first panm: seeds 0, 1); final test set" in text
     readme.write_text("<!-- panm-table docs/tiny averages -->\n<!-- /panm-table -->\n")
     with pytest.raises(ValueError, match=r"README.md:1: no results of a Chomsky-hierarchy task"):
         update_tables(readme)

@@ -387,10 +387,13 @@ def provenance(results: list[dict[str, Any]]) -> str:
 
 def _seeds_text(results: list[dict[str, Any]]) -> str:
     """ "Seeds 0, 1, 2": the seeds of most rows, and the rows with others ("Seeds 0, 1, 2
-    (lstm, pointer: seed 0)")."""
+    (lstm, pointer: seed 0)"); rows named with their task ("copy lstm") when there are
+    several tasks."""
+    several_tasks = len({result["task"] for result in results}) > 1
     row_seeds: dict[str, set[int]] = {}
     for result in results:
-        row_seeds.setdefault(result["row"], set()).add(result["seed"])
+        row = f"{result['task']} {result['row']}" if several_tasks else result["row"]
+        row_seeds.setdefault(row, set()).add(result["seed"])
 
     def text(seeds: tuple[int, ...]) -> str:
         return f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
@@ -588,7 +591,7 @@ def update_tables(path: str | Path) -> tuple[str, list[Path]]:
             table = length_average_table(results, heading=False)
             if not table:
                 raise ValueError(f"{path}:{index}: no results of a Chomsky-hierarchy task")
-            table += ["", provenance(results)]
+            table += ["", provenance([r for r in results if r["task"] in CHOMSKY_TASKS])]
         else:
             table = compact_tables(results, match.group(2).split(","))
         out += [text + "\n" for text in table]
