@@ -159,8 +159,12 @@ def test_length_warmup_grows_the_longest_training_length():
     assert int(batch.tgt_mask.sum(1).max()) <= 10  # copy: the target is the sequence
     plain = tiny_config(train_lengths=(2, 40))
     assert step_lengths(plain, task, 0) == (2, 40)
-    with pytest.raises(ValueError, match="outside the training lengths"):
-        step_lengths(tiny_config(train_lengths=(2, 8), length_warmup=(10, 300)), task, 0)
+    # a first max outside the training lengths is brought inside them
+    assert step_lengths(tiny_config(train_lengths=(2, 8), length_warmup=(10, 300)), task, 0) == (
+        2,
+        8,
+    )
+    assert step_lengths(tiny_config(train_lengths=(5, 9), length_warmup=(1, 4)), task, 2) == (5, 7)
 
 
 def test_best_checkpoint_ranks_accuracy_then_loss():

@@ -94,9 +94,9 @@ class TrainConfig:
         time spent before a resume counts).
     train_lengths: (min, max) main-sequence length of training examples (task default if None).
     length_warmup: (first_max, warmup_steps): the longest training length starts at first_max
-        and grows linearly to train_lengths' max by step warmup_steps, so that a model first
-        meets short sequences (validation keeps every training length); None: every length
-        from the first step. Not with a fixed training set (train_examples).
+        (within train_lengths) and grows linearly to train_lengths' max by step warmup_steps, so
+        that a model first meets short sequences (validation keeps every training length);
+        None: every length from the first step. Not with a fixed training set (train_examples).
     train_examples: a fixed training set of this many examples, drawn once from the seed, from
         which every batch samples (as when fine-tuning on a data set; a frozen LM then computes
         its states once per example); None: fresh examples at every step.
@@ -203,10 +203,7 @@ def step_lengths(config: TrainConfig, task: Task, step: int) -> tuple[int, int]:
     if config.length_warmup is None:
         return low, high
     first_max, warmup_steps = config.length_warmup
-    if not low <= first_max <= high:
-        raise ValueError(
-            f"length_warmup's first max {first_max} is outside the training lengths {low}-{high}"
-        )
+    first_max = min(max(first_max, low), high)  # a recipe's warmup fits any training lengths
     return low, first_max + (high - first_max) * min(step, warmup_steps) // warmup_steps
 
 
