@@ -2,12 +2,14 @@
 
 import dataclasses
 import json
+import random
 
 import pytest
 import torch
 
 from panm import training
 from panm.checkpoint import load_trainer_state, read_index, resolve_checkpoint
+from panm.memory.panm import random_eval_bases
 from panm.models.registry import build_model, load_model
 from panm.tasks import get_task
 from panm.training import (
@@ -18,6 +20,7 @@ from panm.training import (
     step_lengths,
     train,
     training_batch,
+    validate,
 )
 
 TINY_PANM = {
@@ -141,6 +144,7 @@ def test_minutes_budget_stops_training(tmp_path):
         (dict(length_warmup=(0, 10)), "length_warmup"),
         (dict(length_warmup=(3, 0)), "length_warmup"),
         (dict(length_warmup=(3, 10), train_examples=5), "length_warmup"),
+        (dict(valid_base="one"), "valid_base"),
     ],
 )
 def test_config_errors(changes, message):
@@ -222,7 +226,7 @@ def test_a_run_stopped_by_its_time_limit_validates_its_last_step(tmp_path, monke
 
     validated = []
 
-    def improving(model, task, examples, device):  # each validation better than the last
+    def improving(model, task, examples, device, base_seed):  # each one better than the last
         validated.append(len(validated))
         return {"valid_sequence_accuracy": len(validated) / 10, "valid_token_accuracy": 0.5,
                 "valid_loss": 1.0}  # fmt: skip
@@ -399,3 +403,42 @@ def test_resume_keeps_the_recent_gradient_norms(tmp_path):
     assert len(states[0]["recent_gradient_norms"]) == 30
     assert states[0]["recent_gradient_norms"] == states[1]["recent_gradient_norms"]
     assert states[0]["skipped_steps"] == states[1]["skipped_steps"]
+
+
+def test_validation_at_random_bases_is_repeatable_and_leaves_the_rng(tmp_path):
+    config = tiny_config(task="reverse", model_overrides={**TINY_PANM, "panm.address_bits": 6})
+    task = get_task("reverse")
+    model = build_model("panm", task, config.model_overrides).eval()
+    examples = training.validation_examples(task, config)
+    before = torch.get_rng_state()
+    first = validate(model, task, examples, torch.device("cpu"), base_seed=4)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert validate(model, task, examples, torch.device("cpu"), base_seed=4) == first
+    assert validate(model, task, examples, torch.device("cpu"), base_seed=5) != first
+    assert model.memory.config.eval_base == "zero"
+
+
+def test_random_validation_bases_reach_the_memory():
+    task = get_task("copy")
+    model = build_model("panm", task, TINY_PANM).eval()
+    batch = task.batch(random.Random(0), (5, 5), 64)
+    with random_eval_bases(model, 0):
+        addresses = model.trace(batch.src, batch.src_mask, num_steps=5).addresses
+    first_slots = addresses[:, 0]  # (B, bits): the base of each sample
+    assert len(set(map(tuple, first_slots.tolist()))) > 10
+    zero = model.trace(batch.src, batch.src_mask, num_steps=5).addresses[:, 0]
+    assert not zero.any()
+
+
+def test_random_validation_bases_need_a_panm_model(tmp_path):
+    with pytest.raises(ValueError, match="no PANM memory"):
+        config = tiny_config(model="lstm", model_overrides={}, valid_base="random")
+        train(config, tmp_path / "run", progress=False)
+
+
+def test_a_run_validated_at_random_bases_trains_as_one_at_base_zero(tmp_path):
+    plain = train(tiny_config(), tmp_path / "zero", progress=False)
+    other = train(tiny_config(valid_base="random"), tmp_path / "random", progress=False)
+    a, b = weights(plain.run_dir), weights(other.run_dir)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)

@@ -14,6 +14,7 @@ the whole batch. Process 0 alone validates, logs and writes checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -40,6 +41,7 @@ from panm.checkpoint import (
     save_checkpoint,
 )
 from panm.evaluation import accuracy, batch_correct
+from panm.memory.panm import EVAL_BASES, panm_memories, random_eval_bases
 from panm.models.base import Seq2SeqModel, forward_batch
 from panm.models.registry import build_model, load_model
 from panm.pretrained import atomic_write, config_from_dict
@@ -114,6 +116,11 @@ class TrainConfig:
         not finite or is above this many times the median norm of the last `SPIKE_WINDOW`
         steps (once there are `SPIKE_WARMUP` of them); its batch is not drawn again. None:
         never (why it exists: docs/chomsky.md, "Gradient spikes").
+    valid_base: the base address at which a PANM model decodes the validation examples:
+        "zero" (as at test) or "random" (a uniform base per example, the same ones at every
+        validation, from the run's seed; see `random_eval_bases`), so that the checkpoint
+        chosen must carry across the address bits that long test sequences reach and short
+        ones at base 0 do not. Needs a model with a PANM memory.
     """
 
     task: str = "copy"
@@ -136,6 +143,7 @@ class TrainConfig:
     compile: str | None = None
     pad_multiple: int = 1
     skip_gradient_spikes: float | None = None
+    valid_base: str = "zero"
 
     def __post_init__(self) -> None:
         self.compile = compile_mode(self.compile)
@@ -150,6 +158,10 @@ class TrainConfig:
         if self.skip_gradient_spikes is not None and self.skip_gradient_spikes <= 1:
             raise ValueError(
                 f"skip_gradient_spikes must be > 1 (or None), got {self.skip_gradient_spikes}"
+            )
+        if self.valid_base not in EVAL_BASES:
+            raise ValueError(
+                f"valid_base must be one of {', '.join(EVAL_BASES)}, got {self.valid_base!r}"
             )
         if self.batch_size < 1 or self.eval_every < 1 or self.log_every < 1:
             raise ValueError("batch_size, eval_every and log_every must be >= 1")
@@ -395,6 +407,10 @@ def _train(
     if config.compile:
         trained = torch.compile(trained, options=compile_options(config.compile))  # type: ignore[assignment]
     valid = validation_examples(task, config) if rank == 0 else []
+    valid_base_seed = None
+    if config.valid_base == "random":
+        panm_memories(model)  # a model without one fails now, not at its first validation
+        valid_base_seed = config.seed
     train_set = training_set(task, config) if config.train_examples else None
     bos_id = model.decoder_start_id(task)
     writer = _tensorboard(run_dir) if rank == 0 else None
@@ -455,7 +471,7 @@ def _train(
                     record["skipped_steps"] = skipped_steps
                 evaluate = step % config.eval_every == 0 or step == config.steps
                 if evaluate:
-                    scores = validate(model, task, valid, device)
+                    scores = validate(model, task, valid, device, valid_base_seed)
                     record.update(scores)
                     index = _update_best(index, scores, step)
                 # Logged before its checkpoint: a crash in between redoes the step (its line is
@@ -476,7 +492,7 @@ def _train(
     if rank == 0 and (index.get("latest") != f"checkpoints/step-{step:08d}"):
         # The run ended between validations (its time limit, or a step budget that is not a
         # multiple of eval_every and log_every): its last steps may be its best.
-        scores = validate(model, task, valid, device)
+        scores = validate(model, task, valid, device, valid_base_seed)
         index = _update_best(index, scores, step)
         seconds = round(time.monotonic() - started, 2)
         _log(run_dir, {"step": step, "elapsed_seconds": seconds, **scores}, writer, on_log)
@@ -495,23 +511,38 @@ def _train(
 
 
 VALID_KEYS = ("valid_sequence_accuracy", "valid_token_accuracy", "valid_loss")
+VALID_CHUNK = 256  # validation examples per forward pass
 
 
 @torch.no_grad()
 def validate(
-    model: Seq2SeqModel, task: Task, examples: list[dict], device: torch.device
+    model: Seq2SeqModel,
+    task: Task,
+    examples: list[dict],
+    device: torch.device,
+    base_seed: int | None = None,
 ) -> dict[str, float]:
-    """Validation accuracy and loss (mean token cross entropy) on held-out training lengths."""
-    result = accuracy(model, task, examples, device=device)
+    """Validation accuracy and loss (mean token cross entropy) on held-out training lengths;
+    with `base_seed`, at random base addresses drawn from it (`random_eval_bases`): the same
+    base for an example in both, as both decode the same chunks in the same order."""
+
+    def bases() -> contextlib.AbstractContextManager:
+        if base_seed is None:
+            return contextlib.nullcontext()
+        return random_eval_bases(model, base_seed)
+
+    with bases():
+        result = accuracy(model, task, examples, VALID_CHUNK, device)
     was_training = model.training
     model.eval()
     total, tokens = 0.0, 0
-    for start in range(0, len(examples), 256):
-        chunk = examples[start : start + 256]
-        batch = collate([task.encode(e) for e in chunk]).to(device)
-        count = int(batch.tgt_mask.sum())
-        loss, _ = sequence_loss(model, batch, model.decoder_start_id(task), count)
-        total, tokens = total + loss.item() * count, tokens + count
+    with bases():
+        for start in range(0, len(examples), VALID_CHUNK):
+            chunk = examples[start : start + VALID_CHUNK]
+            batch = collate([task.encode(e) for e in chunk]).to(device)
+            count = int(batch.tgt_mask.sum())
+            loss, _ = sequence_loss(model, batch, model.decoder_start_id(task), count)
+            total, tokens = total + loss.item() * count, tokens + count
     model.train(was_training)
     values = (result.sequence_accuracy, result.token_accuracy, total / tokens)
     return dict(zip(VALID_KEYS, values, strict=True))

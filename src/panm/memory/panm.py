@@ -22,6 +22,8 @@ pointers, b address bits.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -82,7 +84,7 @@ class PANMConfig:
         needs address_similarity "bitwise"; 0: off [0].
     base_sampling: draw a uniform base address per sequence in training (else base 0) [True].
     eval_base: the base outside training: "zero" (the paper) or "random" (uniform per sequence,
-        one draw per call; a diagnostic) ["zero"].
+        one draw per call; a diagnostic, and validation's with `random_eval_bases`) ["zero"].
     eval_pointers: Mode-1 pointers outside training: "soft" (the paper) or "hard" (a pointer
         whose largest weight is above one half reads that slot alone) ["soft"].
     decoy_slots: training-only slots per sequence, each with a real slot's address with one
@@ -826,3 +828,37 @@ def _gru_over_gates(
         bias_hh.view(1, 1, -1),
     )
     return torch.cat(states), states[-1][0]
+
+
+def panm_memories(model: nn.Module) -> list[PANM]:
+    """The PANM modules in `model`; ValueError if there is none."""
+    memories = [m for m in model.modules() if isinstance(m, PANM)]
+    if not memories:
+        raise ValueError(f"{type(model).__name__} has no PANM memory")
+    return memories
+
+
+@contextmanager
+def random_eval_bases(model: nn.Module, seed: int) -> Iterator[None]:
+    """Within the block, every PANM in `model` decodes outside training at a uniform random
+    base address per sequence (eval_base="random"), the draws coming from the torch RNG seeded
+    with `seed`: the same calls in the same order get the same bases. On exit each PANM's
+    eval_base and the global RNG (CPU, and CUDA where the model is) are as before.
+    ValueError if `model` holds no PANM (`panm_memories`).
+
+    Why: at base 0 the short sequences of training never put a pointer across the address
+    carries that long test sequences cross (a walk over 40 slots from 0 stays below 64), so
+    validating at base 0 cannot tell a checkpoint that carries from one that does not; at
+    random bases it can (docs/chomsky.md, "Choosing the checkpoint")."""
+    memories = panm_memories(model)
+    saved = [m.config.eval_base for m in memories]
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices):
+        torch.manual_seed(seed)
+        for memory in memories:
+            memory.config.eval_base = "random"
+        try:
+            yield
+        finally:
+            for memory, base in zip(memories, saved, strict=True):
+                memory.config.eval_base = base
