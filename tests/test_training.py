@@ -277,6 +277,11 @@ def test_train_command_passes_training_flags(tmp_path, monkeypatch):
     assert panm.cli.main([*odds_first, "--skip-gradient-spikes", "4"]) == 0
     assert panm.cli.main([*odds_first, "--skip-gradient-spikes", "0"]) == 0
     assert [c.skip_gradient_spikes for c in seen[1:]] == [10.0, 4.0, None]  # the recipe's, set, off
+    assert seen[1].valid_base == "random"  # the recipe's
+    assert panm.cli.main([*odds_first, "--valid-base", "zero"]) == 0
+    assert seen[-1].valid_base == "zero"
+    with pytest.raises(SystemExit):  # argparse's choices
+        panm.cli.main([*args, "--valid-base", "one"])
     assert panm.cli.main([*odds_first, "--length-warmup", "10,2000"]) == 0
     assert seen[-1].length_warmup == (10, 2000)
     assert panm.cli.main([*odds_first, "--length-warmup", "10"]) == 2  # a usage error

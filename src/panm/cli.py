@@ -19,6 +19,7 @@ import torch
 from panm.checkpoint import CheckpointError, load_checkpoint_model, resolve_checkpoint
 from panm.data import format_jsonl, generate_examples, read_jsonl, write_jsonl
 from panm.evaluation import TEST_SETS, evaluate_lengths, predict, seed_of_test_set
+from panm.memory.panm import EVAL_BASES
 from panm.models.registry import MODEL_NAMES
 from panm.pretrained import atomic_write
 from panm.recipes import default_train_config
@@ -114,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the update of a step whose gradient norm is above FACTOR times the median "
         "of the last 100 steps' (default: the recipe's, off for most; 0: off; a resumed run "
         "keeps its own)",
+    )
+    tr.add_argument(
+        "--valid-base",
+        choices=EVAL_BASES,
+        help="the base address a PANM model validates at: zero, or random (a fixed uniform "
+        "draw per example, so that the checkpoint chosen must carry across high address bits; "
+        "default: the recipe's, zero for most; a resumed run keeps its own)",
     )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_flags(tr)
@@ -348,6 +356,7 @@ def _apply_flags(
         "compile": args.compile,
         "pad_multiple": args.pad_multiple,
         "skip_gradient_spikes": args.skip_gradient_spikes,
+        "valid_base": args.valid_base,
     }
     if args.train_lengths:
         low_high = parse_lengths(args.train_lengths, "--train-lengths")
