@@ -5,6 +5,11 @@ vector of `bits` entries, most significant bit first. In training the base is dr
 sequence ("base-address sampling") so that every address, and every increment between addresses,
 is seen on short sequences; in evaluation it is 0. Addresses are never learned.
 
+A uniform base makes a carry into bit j (the move onto a multiple of 2**j) happen in about L / 2**j
+of the sequences of length L: rarer by half for each bit, so that a model trained on short
+sequences meets the carries into high bits, which long sequences cannot avoid, least.
+`sample_carry_base` places a sequence across a carry of a uniformly chosen bit instead.
+
 Binary vectors are computed from the integer addresses when needed (a shift and a mask per bit),
 so no table of all 2**bits addresses is ever built and `bits` may be as large as `MAX_BITS`.
 """
@@ -44,6 +49,20 @@ class AddressBank(nn.Module):
     ) -> Tensor:
         """Base addresses drawn uniformly from [0, 2**bits): (B,) long."""
         return torch.randint(0, self.size, (batch_size,), device=device, generator=generator)
+
+    def sample_carry_base(self, lengths: Tensor) -> Tensor:
+        """Bases (B,) long that put a carry inside each sequence: for lengths (B,) long, slot c
+        (uniform in 1..length-1; 1 for a sequence of one slot, whose next address is then the
+        carry) gets a random multiple of 2**j, j uniform in 1..bits (j = bits: address 0, after
+        the wrap-around), so the move from slot c - 1 to slot c flips the j lowest bits."""
+        batch, device = lengths.shape[0], lengths.device
+        level = torch.randint(1, self.bits + 1, (batch,), device=device)
+        uniform = torch.rand(batch, device=device, dtype=torch.float64)
+        offset = (uniform * (lengths - 1)).long()  # float rounding must not reach length - 1
+        crossing = 1 + torch.minimum(offset, (lengths - 2).clamp(min=0))
+        uniform = torch.rand(batch, device=device, dtype=torch.float64)
+        multiple = (uniform * (1 << (self.bits - level))).long() << level
+        return (multiple - crossing) % self.size
 
     def indices(self, base: Tensor, num_slots: int) -> Tensor:
         """Integer address of each slot: (B,) base -> (B, L) long, wrapping modulo 2**bits."""

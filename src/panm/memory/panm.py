@@ -83,6 +83,10 @@ class PANMConfig:
         start slot or one of the K - 1 slots after it (a learned choice; see `PointerUnit`);
         needs address_similarity "bitwise"; 0: off [0].
     base_sampling: draw a uniform base address per sequence in training (else base 0) [True].
+    carry_bases: with base_sampling, the fraction of training sequences whose base instead puts
+        a carry into a uniformly chosen address bit inside the sequence
+        (`AddressBank.sample_carry_base`): a uniform base gives the carries into high bits,
+        which long test sequences need, to few short training sequences [0.0].
     eval_base: the base outside training: "zero" (the paper) or "random" (uniform per sequence,
         one draw per call; a diagnostic, and validation's with `random_eval_bases`) ["zero"].
     eval_pointers: Mode-1 pointers outside training: "soft" (the paper) or "hard" (a pointer
@@ -121,6 +125,7 @@ class PANMConfig:
     pointer_inputs: str = "recent"
     pointer_restart: int = 0
     base_sampling: bool = True
+    carry_bases: float = 0.0
     eval_base: str = "zero"
     eval_pointers: str = "soft"
     decoy_slots: int = 0
@@ -158,6 +163,8 @@ class PANMConfig:
             raise ValueError("pointer_inputs='latest' needs pointer_window >= 1")
         if self.pointer_restart and self.address_similarity != "bitwise":
             raise ValueError("pointer_restart needs address_similarity='bitwise'")
+        if not 0.0 <= self.carry_bases <= 1.0:
+            raise ValueError(f"carry_bases must be in [0, 1], got {self.carry_bases}")
         if self.mode2_tie_margin < 0:
             raise ValueError(f"mode2_tie_margin must be >= 0, got {self.mode2_tie_margin}")
         if self.mode2_tie_margin and self.mode2_selection != "hard":
@@ -378,7 +385,7 @@ class PANM(nn.Module, Pretrained):
         batch, num_slots, _ = memory.shape
         lengths = memory_mask.sum(dim=1)
 
-        base = self._base_address(base_address, batch, memory.device)
+        base = self._base_address(base_address, lengths)
         origin = (base - first) % self.address_bank.size  # the address of slot 0 of each row
         addresses = self.address_bank(origin, num_slots, memory.dtype)
         # Padded slots hold exact zeros, whatever the encoder left there (even NaN).
@@ -636,13 +643,18 @@ class PANM(nn.Module, Pretrained):
             )
         return first
 
-    def _base_address(
-        self, base_address: Tensor | int | None, batch: int, device: torch.device
-    ) -> Tensor:
-        """The base address (B,) long: the address of each row's first valid slot."""
+    def _base_address(self, base_address: Tensor | int | None, lengths: Tensor) -> Tensor:
+        """The base address (B,) long: the address of each row's first valid slot, for rows
+        of `lengths` (B,) valid slots."""
+        batch, device = lengths.shape[0], lengths.device
         if base_address is None:
             if self.training and self.config.base_sampling:
-                return self.address_bank.sample_base(batch, device)
+                base = self.address_bank.sample_base(batch, device)
+                if self.config.carry_bases:
+                    carry = self.address_bank.sample_carry_base(lengths)
+                    chosen = torch.rand(batch, device=device) < self.config.carry_bases
+                    base = torch.where(chosen, carry, base)
+                return base
             if not self.training and self.config.eval_base == "random":
                 return self.address_bank.sample_base(batch, device)
             return torch.zeros(batch, dtype=torch.long, device=device)
