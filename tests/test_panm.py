@@ -51,6 +51,41 @@ def test_base_sampling_covers_the_whole_range():
     assert counts.numel() == 16 and (counts > 150).all()
 
 
+def test_carry_bases_put_a_carry_of_every_bit_inside_the_sequence():
+    torch.manual_seed(0)
+    bank = AddressBank(10)
+    lengths = torch.randint(1, 41, (20_000,))
+    bases = bank.sample_carry_base(lengths)
+    assert 0 <= bases.min() and bases.max() < 1024
+    slots = torch.arange(40)
+    inside = (slots >= 1) & (slots < lengths.unsqueeze(1))  # slots a move can land on
+    addresses = bank.indices(bases, 40)
+
+    def carry_share(bits, rows):  # sequences with a move onto a multiple of 2**bits
+        carries = (addresses[rows] % 2**bits == 0) & inside[rows]
+        return carries.any(dim=1).float().mean().item()
+
+    longer = lengths > 1
+    assert carry_share(1, longer) == 1.0  # every move onto an even address is a carry
+    for bits in range(1, 11):  # each bit is chosen in a tenth of the draws, whatever the length
+        assert carry_share(bits, longer) > (11 - bits) / 10 - 0.03
+    one_slot = lengths == 1
+    assert ((bases[one_slot] + 1) % 2 == 0).all()  # the next address carries
+
+
+def test_carry_bases_are_drawn_in_training_only_and_in_their_share():
+    memory, mask = random_memory([6] * 2000)
+    panm = make_panm(address_bits=10, carry_bases=1.0)
+    bases = panm(memory, mask, num_steps=1).addresses[:, 0] @ 2 ** torch.arange(9, -1, -1.0)
+    high = (bases.long() % 512) >= 512 - 5  # slots 1-5 cross a multiple of 512
+    # bits 9 and 10 chosen in 2 of 10 draws, bit j < 9 in 1 of 10, at a multiple of 512 in 1 of
+    # 2**(9 - j): 0.3 in all (uniform bases: 5 / 512)
+    assert 0.25 < high.float().mean() < 0.35
+    assert not panm.eval()(memory, mask, num_steps=1).addresses[:, 0].any()  # base 0
+    with pytest.raises(ValueError, match="carry_bases"):
+        PANMConfig(carry_bases=1.5)
+
+
 def test_random_eval_bases_differ_per_sequence():
     panm = make_panm(eval_base="random").eval()
     memory, mask = random_memory([5] * 64)
