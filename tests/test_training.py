@@ -16,6 +16,7 @@ from panm.training import (
     SPIKE_WARMUP,
     TrainConfig,
     is_gradient_spike,
+    make_optimizer,
     sequence_loss,
     step_lengths,
     train,
@@ -145,6 +146,7 @@ def test_minutes_budget_stops_training(tmp_path):
         (dict(length_warmup=(3, 0)), "length_warmup"),
         (dict(length_warmup=(3, 10), train_examples=5), "length_warmup"),
         (dict(valid_base="one"), "valid_base"),
+        (dict(adam_beta2=1.0), "adam_beta2"),
     ],
 )
 def test_config_errors(changes, message):
@@ -280,6 +282,8 @@ def test_train_command_passes_training_flags(tmp_path, monkeypatch):
     assert seen[1].valid_base == "random"  # the recipe's
     assert panm.cli.main([*odds_first, "--valid-base", "zero"]) == 0
     assert seen[-1].valid_base == "zero"
+    assert panm.cli.main([*odds_first, "--adam-beta2", "0.95"]) == 0
+    assert seen[-1].adam_beta2 == 0.95
     with pytest.raises(SystemExit):  # argparse's choices
         panm.cli.main([*args, "--valid-base", "one"])
     assert panm.cli.main([*odds_first, "--length-warmup", "10,2000"]) == 0
@@ -447,3 +451,42 @@ def test_a_run_validated_at_random_bases_trains_as_one_at_base_zero(tmp_path):
     a, b = weights(plain.run_dir), weights(other.run_dir)
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+def test_adam_beta2_reaches_the_optimizer(tmp_path, monkeypatch):
+    made = []
+
+    def recording(model, lr, beta2=0.999):
+        made.append(make_optimizer(model, lr, beta2))
+        return made[-1]
+
+    monkeypatch.setattr(training, "make_optimizer", recording)
+    train(tiny_config(steps=2, adam_beta2=0.95), tmp_path / "run", progress=False)
+    assert made[0].param_groups[0]["betas"] == (0.9, 0.95)
+
+
+def test_the_spike_replay_repeats_the_run_and_can_change_beta2(tmp_path):
+    """docs/diagnostics/gradient_spikes.py, which docs/chomsky.md quotes: from a checkpoint it
+    gives the run's own losses; with --beta2 the same first step, then others."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    train(tiny_config(steps=3), tmp_path / "run", progress=False)
+    shutil.copytree(tmp_path / "run", tmp_path / "at-3")  # a run keeps its best and latest
+    train(tiny_config(), tmp_path / "run", resume=True, progress=False)
+    script = Path(__file__).parents[1] / "docs" / "diagnostics" / "gradient_spikes.py"
+    checkpoint = tmp_path / "at-3" / "checkpoints" / "step-00000003"
+
+    def replay(*extra: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, str(script), str(checkpoint), "6", *extra],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        return [line.split()[3] for line in out.splitlines() if line.startswith("step ")]
+
+    logged = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    plain, changed = replay(), replay("--beta2", "0.5")
+    assert plain == [f"{x['loss']:.3f}" for x in logged[3:6]]
+    assert changed[0] == plain[0] and changed[1:] != plain[1:]

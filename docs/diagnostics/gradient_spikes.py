@@ -1,7 +1,7 @@
 """Replays a run from one of its checkpoints and prints each step's loss and gradient norm
 (docs/chomsky.md, "Gradient spikes").
 
-    python docs/diagnostics/gradient_spikes.py CHECKPOINT STOP [FACTOR]
+    python docs/diagnostics/gradient_spikes.py CHECKPOINT STOP [FACTOR] [--beta2 B]
 
 CHECKPOINT is a checkpoint folder of a run (RUN/checkpoints/step-N, holding its trainer state);
 the replay trains from step N to STOP with the run's own config, batches, optimizer state and
@@ -10,12 +10,13 @@ padded batches (not for `train_examples` or `pad_multiple` runs). It prints ever
 training loss and gradient norm (before clipping), and for a norm above 20 the three parameters
 with the largest gradients. With FACTOR it skips the update of a step whose norm is above
 FACTOR times the recent median, as `TrainConfig.skip_gradient_spikes` does, whatever the run's
-config says. Nothing is written.
+config says. With --beta2 the replay continues with that Adam second-moment decay (the
+optimizer's saved moments kept), whatever the run's config says. Nothing is written.
 """
 
+import argparse
 import dataclasses
 import math
-import sys
 from pathlib import Path
 
 import torch
@@ -33,15 +34,25 @@ from panm.training import (
     training_batch,
 )
 
-folder, stop = Path(sys.argv[1]), int(sys.argv[2])
-factor = float(sys.argv[3]) if len(sys.argv) > 3 else None
+parser = argparse.ArgumentParser()
+parser.add_argument("checkpoint", type=Path)
+parser.add_argument("stop", type=int)
+parser.add_argument("factor", type=float, nargs="?")
+parser.add_argument("--beta2", type=float)
+args = parser.parse_args()
+folder, stop = args.checkpoint, args.stop
 torch.set_num_threads(1)
-config = dataclasses.replace(read_run_config(folder.parent.parent), skip_gradient_spikes=factor)
+config = read_run_config(folder.parent.parent)
+config = dataclasses.replace(
+    config, skip_gradient_spikes=args.factor, adam_beta2=args.beta2 or config.adam_beta2
+)
 task = get_task(config.task, **config.task_options)
 model = load_model(folder)
 state = load_trainer_state(folder)
-optimizer = make_optimizer(model, config.lr)
+optimizer = make_optimizer(model, config.lr, config.adam_beta2)
 optimizer.load_state_dict(state["optimizer"])
+for group in optimizer.param_groups:  # the saved state holds the run's own betas
+    group["betas"] = (group["betas"][0], config.adam_beta2)
 torch.set_rng_state(state["rng"])
 step, recent, skipped = state["step"], state.get("recent_gradient_norms", []), 0
 bos_id = model.decoder_start_id(task)

@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         "draw per example, so that the checkpoint chosen must carry across high address bits; "
         "default: the recipe's, zero for most; a resumed run keeps its own)",
     )
+    tr.add_argument(
+        "--adam-beta2",
+        type=float,
+        metavar="B",
+        help="Adam's second-moment decay (default: the recipe's, 0.999 for most; a resumed run "
+        "keeps its own)",
+    )
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_flags(tr)
     tr.set_defaults(run=run_train)
@@ -357,6 +364,7 @@ def _apply_flags(
         "pad_multiple": args.pad_multiple,
         "skip_gradient_spikes": args.skip_gradient_spikes,
         "valid_base": args.valid_base,
+        "adam_beta2": args.adam_beta2,
     }
     if args.train_lengths:
         low_high = parse_lengths(args.train_lengths, "--train-lengths")

@@ -121,6 +121,11 @@ class TrainConfig:
         validation, from the run's seed; see `random_eval_bases`), so that the checkpoint
         chosen must carry across the address bits that long test sequences reach and short
         ones at base 0 do not. Needs a model with a PANM memory.
+    adam_beta2: Adam's second-moment decay. PyTorch's 0.999 averages squared gradients over
+        about 1,000 steps, so one gradient in a coordinate that was quiet for that long moves
+        it by about 3 learning rates at once and about 30 in all as its momentum decays; with
+        0.95 (about 20 steps), by about 0.45 and 6 (why it matters: docs/chomsky.md,
+        "Gradient spikes").
     """
 
     task: str = "copy"
@@ -144,6 +149,7 @@ class TrainConfig:
     pad_multiple: int = 1
     skip_gradient_spikes: float | None = None
     valid_base: str = "zero"
+    adam_beta2: float = 0.999
 
     def __post_init__(self) -> None:
         self.compile = compile_mode(self.compile)
@@ -159,6 +165,8 @@ class TrainConfig:
             raise ValueError(
                 f"skip_gradient_spikes must be > 1 (or None), got {self.skip_gradient_spikes}"
             )
+        if not 0.0 < self.adam_beta2 < 1.0:
+            raise ValueError(f"adam_beta2 must be in (0, 1), got {self.adam_beta2}")
         if self.valid_base not in EVAL_BASES:
             raise ValueError(
                 f"valid_base must be one of {', '.join(EVAL_BASES)}, got {self.valid_base!r}"
@@ -251,11 +259,11 @@ def sequence_loss(model: nn.Module, batch: Batch, bos_id: int | None, token_coun
     return (losses * batch.tgt_mask).sum() / token_count, logits
 
 
-def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam over every parameter. foreach=True updates all parameters with one multi-tensor op
-    per formula term instead of one op per parameter (the default on GPUs, not on the CPU):
-    the same numbers, fewer small ops."""
-    return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+def make_optimizer(model: nn.Module, lr: float, beta2: float = 0.999) -> torch.optim.Optimizer:
+    """Adam over every parameter (betas (0.9, beta2)). foreach=True updates all parameters with
+    one multi-tensor op per formula term instead of one op per parameter (the default on GPUs,
+    not on the CPU): the same numbers, fewer small ops."""
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, beta2), foreach=True)
 
 
 def clip_gradients(model: nn.Module, max_norm: float) -> Tensor:
@@ -382,7 +390,7 @@ def _train(
             run_dir / RUN_CONFIG,
             lambda p: p.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n"),
         )
-    optimizer = make_optimizer(model, config.lr)
+    optimizer = make_optimizer(model, config.lr, config.adam_beta2)
     step = 0
     elapsed = 0.0
     guard = config.skip_gradient_spikes is not None
