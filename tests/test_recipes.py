@@ -63,9 +63,10 @@ def test_chomsky_recipes_follow_the_task_families():
     bits = {"panm.address_bits": 10}  # 1,024 addresses for test lengths up to 500
     assert overrides("reverse_string") == {**PANM_EXTRAPOLATING, **POINTER_TASKS, **bits}
     assert overrides("reverse_string") == {**overrides("reverse"), **bits}  # the pointer tasks'
-    for task_name, restart_slots in (("duplicate_string", 1), ("odds_first", 2)):
-        second_pass = {"panm.pointer_restart": restart_slots}
-        assert overrides(task_name) == {**overrides("reverse_string"), **second_pass}
+    duplicate = {"panm.pointer_restart": 1, "panm.carry_bases": 0.5}
+    assert overrides("duplicate_string") == {**overrides("reverse_string"), **duplicate}
+    odds_first = {"panm.pointer_restart": 2}
+    assert overrides("odds_first") == {**overrides("reverse_string"), **odds_first}
     assert overrides("bucket_sort") == {
         **PANM_EXTRAPOLATING,
         **SORT_BY_CONTENT,
@@ -85,6 +86,13 @@ def test_only_panm_on_the_second_pass_tasks_skips_gradient_spikes():
     assert factor("duplicate_string") == factor("odds_first") == 10.0
     assert factor("odds_first", "lstm") is None
     assert factor("reverse_string") is None and factor("copy") is None
+
+
+def test_the_second_pass_tasks_validate_at_random_bases():
+    for task_name in ("duplicate_string", "odds_first"):
+        assert default_train_config(task_name, "panm").valid_base == "random"
+    assert default_train_config("reverse_string", "panm").valid_base == "zero"
+    assert default_train_config("odds_first", "lstm").valid_base == "zero"
 
 
 def test_only_panm_on_duplicate_string_starts_on_short_sequences():

@@ -96,8 +96,13 @@ CHOMSKY_ADDRESSES = {"panm.address_bits": 10}
 #   slot). Without it no pointer could come back (a Pointer Unit sees only addresses), and
 #   neither task was learned; duplicate_string with the two choices learned more slowly in a
 #   development run (docs/chomsky.md).
+# - duplicate_string also trains half its sequences across a carry into a uniformly chosen
+#   address bit (`carry_bases`): with uniform bases alone, a move onto a multiple of 64 (a
+#   carry across six bits) was never learned by two runs in 20,000 steps, and every test
+#   length above 64 needs it; with carry bases a development run made every such move by
+#   step 8,500 (docs/chomsky.md, "Carry bases").
 SECOND_PASS = {
-    "duplicate_string": {"panm.pointer_restart": 1},
+    "duplicate_string": {"panm.pointer_restart": 1, "panm.carry_bases": 0.5},
     "odds_first": {"panm.pointer_restart": 2},
 }
 CHOMSKY_PREFIX_TASKS = (
