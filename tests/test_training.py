@@ -9,7 +9,7 @@ import torch
 
 from panm import training
 from panm.checkpoint import load_trainer_state, read_index, resolve_checkpoint
-from panm.memory.panm import random_eval_bases
+from panm.memory.panm import validation_bases
 from panm.models.registry import build_model, load_model
 from panm.tasks import get_task
 from panm.training import (
@@ -228,7 +228,7 @@ def test_a_run_stopped_by_its_time_limit_validates_its_last_step(tmp_path, monke
 
     validated = []
 
-    def improving(model, task, examples, device, base_seed):  # each one better than the last
+    def improving(model, task, examples, device, *bases):  # each one better than the last
         validated.append(len(validated))
         return {"valid_sequence_accuracy": len(validated) / 10, "valid_token_accuracy": 0.5,
                 "valid_loss": 1.0}  # fmt: skip
@@ -279,7 +279,7 @@ def test_train_command_passes_training_flags(tmp_path, monkeypatch):
     assert panm.cli.main([*odds_first, "--skip-gradient-spikes", "4"]) == 0
     assert panm.cli.main([*odds_first, "--skip-gradient-spikes", "0"]) == 0
     assert [c.skip_gradient_spikes for c in seen[1:]] == [10.0, 4.0, None]  # the recipe's, set, off
-    assert seen[1].valid_base == "random"  # the recipe's
+    assert seen[1].valid_base == "carry"  # the recipe's
     assert panm.cli.main([*odds_first, "--valid-base", "zero"]) == 0
     assert seen[-1].valid_base == "zero"
     assert panm.cli.main([*odds_first, "--adam-beta2", "0.95"]) == 0
@@ -414,29 +414,39 @@ def test_resume_keeps_the_recent_gradient_norms(tmp_path):
     assert states[0]["skipped_steps"] == states[1]["skipped_steps"]
 
 
-def test_validation_at_random_bases_is_repeatable_and_leaves_the_rng(tmp_path):
+@pytest.mark.parametrize("kind", ["random", "carry"])
+def test_validation_at_other_bases_is_repeatable_and_leaves_the_rng(kind):
     config = tiny_config(task="reverse", model_overrides={**TINY_PANM, "panm.address_bits": 6})
     task = get_task("reverse")
     model = build_model("panm", task, config.model_overrides).eval()
     examples = training.validation_examples(task, config)
+    cpu = torch.device("cpu")
     before = torch.get_rng_state()
-    first = validate(model, task, examples, torch.device("cpu"), base_seed=4)
+    first = validate(model, task, examples, cpu, kind, 4)
     assert torch.equal(torch.get_rng_state(), before)
-    assert validate(model, task, examples, torch.device("cpu"), base_seed=4) == first
-    assert validate(model, task, examples, torch.device("cpu"), base_seed=5) != first
+    assert validate(model, task, examples, cpu, kind, 4) == first
+    assert validate(model, task, examples, cpu, kind, 5) != first
+    assert validate(model, task, examples, cpu) != first  # base 0
     assert model.memory.config.eval_base == "zero"
 
 
-def test_random_validation_bases_reach_the_memory():
+def test_validation_bases_reach_the_memory():
     task = get_task("copy")
-    model = build_model("panm", task, TINY_PANM).eval()
-    batch = task.batch(random.Random(0), (5, 5), 64)
-    with random_eval_bases(model, 0):
+    model = build_model("panm", task, {**TINY_PANM, "panm.address_bits": 8}).eval()
+    batch = task.batch(random.Random(0), (5, 5), 256)
+    with validation_bases(model, "random", 0):
         addresses = model.trace(batch.src, batch.src_mask, num_steps=5).addresses
-    first_slots = addresses[:, 0]  # (B, bits): the base of each sample
-    assert len(set(map(tuple, first_slots.tolist()))) > 10
-    zero = model.trace(batch.src, batch.src_mask, num_steps=5).addresses[:, 0]
-    assert not zero.any()
+    assert len(set(map(tuple, addresses[:, 0].tolist()))) > 50  # each sample's base
+    with validation_bases(model, "carry", 0):
+        addresses = model.trace(batch.src, batch.src_mask, num_steps=5).addresses
+    values = addresses @ 2 ** torch.arange(7, -1, -1.0)  # (B, L) integer addresses
+    assert (values[:, 1:] > values[:, :-1]).all()  # no wrap-around
+    carries = (values[:, 1:] % 128 == 0).any(dim=1)  # onto a multiple of 128: bit 7
+    assert 0.08 < carries.float().mean() < 0.25  # bit 7 chosen in 1 of 7 draws
+    assert not model.trace(batch.src, batch.src_mask, num_steps=5).addresses[:, 0].any()
+    with pytest.raises(ValueError, match="validation bases"):
+        with validation_bases(model, "zero", 0):
+            pass
 
 
 def test_random_validation_bases_need_a_panm_model(tmp_path):
@@ -447,7 +457,7 @@ def test_random_validation_bases_need_a_panm_model(tmp_path):
 
 def test_a_run_validated_at_random_bases_trains_as_one_at_base_zero(tmp_path):
     plain = train(tiny_config(), tmp_path / "zero", progress=False)
-    other = train(tiny_config(valid_base="random"), tmp_path / "random", progress=False)
+    other = train(tiny_config(valid_base="carry"), tmp_path / "carry", progress=False)
     a, b = weights(plain.run_dir), weights(other.run_dir)
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)

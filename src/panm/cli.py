@@ -119,9 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--valid-base",
         choices=EVAL_BASES,
-        help="the base address a PANM model validates at: zero, or random (a fixed uniform "
-        "draw per example, so that the checkpoint chosen must carry across high address bits; "
-        "default: the recipe's, zero for most; a resumed run keeps its own)",
+        help="the base addresses a PANM model validates at: zero, random (a fixed uniform draw "
+        "per example) or carry (per example, a fixed one that puts a carry into a random "
+        "address bit inside it), so that the checkpoint chosen must carry across high address "
+        "bits; default: the recipe's, zero for most; a resumed run keeps its own",
     )
     tr.add_argument(
         "--adam-beta2",

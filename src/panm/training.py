@@ -41,7 +41,7 @@ from panm.checkpoint import (
     save_checkpoint,
 )
 from panm.evaluation import accuracy, batch_correct
-from panm.memory.panm import EVAL_BASES, panm_memories, random_eval_bases
+from panm.memory.panm import EVAL_BASES, panm_memories, validation_bases
 from panm.models.base import Seq2SeqModel, forward_batch
 from panm.models.registry import build_model, load_model
 from panm.pretrained import atomic_write, config_from_dict
@@ -116,11 +116,13 @@ class TrainConfig:
         not finite or is above this many times the median norm of the last `SPIKE_WINDOW`
         steps (once there are `SPIKE_WARMUP` of them); its batch is not drawn again. None:
         never (why it exists: docs/chomsky.md, "Gradient spikes").
-    valid_base: the base address at which a PANM model decodes the validation examples:
-        "zero" (as at test) or "random" (a uniform base per example, the same ones at every
-        validation, from the run's seed; see `random_eval_bases`), so that the checkpoint
-        chosen must carry across the address bits that long test sequences reach and short
-        ones at base 0 do not. Needs a model with a PANM memory.
+    valid_base: the base addresses at which a PANM model decodes the validation examples:
+        "zero" (as at test), "random" (uniform per example) or "carry" (per example, one that
+        puts a carry into a uniformly chosen address bit inside it; see
+        `PANMConfig.eval_base`); the same bases at every validation, drawn from the run's seed
+        (`validation_bases`), so that the checkpoint chosen must carry across the address bits
+        that long test sequences reach and short ones at base 0 do not. Not "zero": needs a
+        model with a PANM memory.
     adam_beta2: Adam's second-moment decay. PyTorch's 0.999 averages squared gradients over
         about 1,000 steps, so one gradient in a coordinate that was quiet for that long moves
         it by about 3 learning rates at once and about 30 in all as its momentum decays; with
@@ -415,10 +417,8 @@ def _train(
     if config.compile:
         trained = torch.compile(trained, options=compile_options(config.compile))  # type: ignore[assignment]
     valid = validation_examples(task, config) if rank == 0 else []
-    valid_base_seed = None
-    if config.valid_base == "random":
+    if config.valid_base != "zero":
         panm_memories(model)  # a model without one fails now, not at its first validation
-        valid_base_seed = config.seed
     train_set = training_set(task, config) if config.train_examples else None
     bos_id = model.decoder_start_id(task)
     writer = _tensorboard(run_dir) if rank == 0 else None
@@ -479,7 +479,7 @@ def _train(
                     record["skipped_steps"] = skipped_steps
                 evaluate = step % config.eval_every == 0 or step == config.steps
                 if evaluate:
-                    scores = validate(model, task, valid, device, valid_base_seed)
+                    scores = validate(model, task, valid, device, config.valid_base, config.seed)
                     record.update(scores)
                     index = _update_best(index, scores, step)
                 # Logged before its checkpoint: a crash in between redoes the step (its line is
@@ -500,7 +500,7 @@ def _train(
     if rank == 0 and (index.get("latest") != f"checkpoints/step-{step:08d}"):
         # The run ended between validations (its time limit, or a step budget that is not a
         # multiple of eval_every and log_every): its last steps may be its best.
-        scores = validate(model, task, valid, device, valid_base_seed)
+        scores = validate(model, task, valid, device, config.valid_base, config.seed)
         index = _update_best(index, scores, step)
         seconds = round(time.monotonic() - started, 2)
         _log(run_dir, {"step": step, "elapsed_seconds": seconds, **scores}, writer, on_log)
@@ -528,16 +528,17 @@ def validate(
     task: Task,
     examples: list[dict],
     device: torch.device,
-    base_seed: int | None = None,
+    base: str = "zero",
+    base_seed: int = 0,
 ) -> dict[str, float]:
-    """Validation accuracy and loss (mean token cross entropy) on held-out training lengths;
-    with `base_seed`, at random base addresses drawn from it (`random_eval_bases`): the same
-    base for an example in both, as both decode the same chunks in the same order."""
+    """Validation accuracy and loss (mean token cross entropy) on held-out training lengths,
+    PANM's bases those of `base` (see `TrainConfig.valid_base`), drawn from `base_seed`: the
+    same base for an example in both, as both decode the same chunks in the same order."""
 
     def bases() -> contextlib.AbstractContextManager:
-        if base_seed is None:
+        if base == "zero":
             return contextlib.nullcontext()
-        return random_eval_bases(model, base_seed)
+        return validation_bases(model, base, base_seed)
 
     with bases():
         result = accuracy(model, task, examples, VALID_CHUNK, device)

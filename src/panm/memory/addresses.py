@@ -50,18 +50,26 @@ class AddressBank(nn.Module):
         """Base addresses drawn uniformly from [0, 2**bits): (B,) long."""
         return torch.randint(0, self.size, (batch_size,), device=device, generator=generator)
 
-    def sample_carry_base(self, lengths: Tensor) -> Tensor:
+    def sample_carry_base(self, lengths: Tensor, wrap: bool = True) -> Tensor:
         """Bases (B,) long that put a carry inside each sequence: for lengths (B,) long, slot c
         (uniform in 1..length-1; 1 for a sequence of one slot, whose next address is then the
         carry) gets a random multiple of 2**j, j uniform in 1..bits (j = bits: address 0, after
-        the wrap-around), so the move from slot c - 1 to slot c flips the j lowest bits."""
+        the wrap-around), so the move from slot c - 1 to slot c flips the j lowest bits.
+        wrap=False: j in 1..bits-1 and a multiple that keeps the sequence and the address after
+        it from wrapping around (for sequences of at most half the address space)."""
         batch, device = lengths.shape[0], lengths.device
-        level = torch.randint(1, self.bits + 1, (batch,), device=device)
+        level = torch.randint(1, self.bits + wrap, (batch,), device=device)
         uniform = torch.rand(batch, device=device, dtype=torch.float64)
         offset = (uniform * (lengths - 1)).long()  # float rounding must not reach length - 1
         crossing = 1 + torch.minimum(offset, (lengths - 2).clamp(min=0))
+        step = 1 << level
+        if wrap:  # any multiple of 2**j
+            low, high = torch.zeros_like(level), (self.size >> level) - 1
+        else:  # multiples m with m - c >= 0 and m + (length - c) <= size - 1
+            low = (crossing + step - 1) >> level
+            high = torch.maximum((self.size - 1 - lengths + crossing) >> level, low)
         uniform = torch.rand(batch, device=device, dtype=torch.float64)
-        multiple = (uniform * (1 << (self.bits - level))).long() << level
+        multiple = (low + (uniform * (high - low + 1)).long().clamp(max=high - low)) << level
         return (multiple - crossing) % self.size
 
     def indices(self, base: Tensor, num_slots: int) -> Tensor:

@@ -37,7 +37,7 @@ from panm.memory.relational import RelationalAccess
 from panm.pretrained import Pretrained
 
 CONTROLLER_INITS = ("memory_sum", "memory_mean", "given")
-EVAL_BASES = ("zero", "random")
+EVAL_BASES = ("zero", "random", "carry")
 EVAL_POINTERS = ("soft", "hard")
 MODE2_QUERIES = ("reads", "constant")
 MODE2_SELECTIONS = ("soft", "hard")
@@ -87,8 +87,10 @@ class PANMConfig:
         a carry into a uniformly chosen address bit inside the sequence
         (`AddressBank.sample_carry_base`): a uniform base gives the carries into high bits,
         which long test sequences need, to few short training sequences [0.0].
-    eval_base: the base outside training: "zero" (the paper) or "random" (uniform per sequence,
-        one draw per call; a diagnostic, and validation's with `random_eval_bases`) ["zero"].
+    eval_base: the base outside training: "zero" (the paper), "random" (uniform per sequence,
+        one draw per call; a diagnostic) or "carry" (per sequence, one that puts a carry into a
+        uniformly chosen address bit but the top one inside it, without wrapping around:
+        `AddressBank.sample_carry_base`); validation's with `validation_bases` ["zero"].
     eval_pointers: Mode-1 pointers outside training: "soft" (the paper) or "hard" (a pointer
         whose largest weight is above one half reads that slot alone) ["soft"].
     decoy_slots: training-only slots per sequence, each with a real slot's address with one
@@ -657,6 +659,8 @@ class PANM(nn.Module, Pretrained):
                 return base
             if not self.training and self.config.eval_base == "random":
                 return self.address_bank.sample_base(batch, device)
+            if not self.training and self.config.eval_base == "carry":
+                return self.address_bank.sample_carry_base(lengths, wrap=False)
             return torch.zeros(batch, dtype=torch.long, device=device)
         base = torch.as_tensor(base_address, dtype=torch.long, device=device)
         return base.expand(batch).remainder(self.address_bank.size)
@@ -851,24 +855,26 @@ def panm_memories(model: nn.Module) -> list[PANM]:
 
 
 @contextmanager
-def random_eval_bases(model: nn.Module, seed: int) -> Iterator[None]:
-    """Within the block, every PANM in `model` decodes outside training at a uniform random
-    base address per sequence (eval_base="random"), the draws coming from the torch RNG seeded
-    with `seed`: the same calls in the same order get the same bases. On exit each PANM's
-    eval_base and the global RNG (CPU, and CUDA where the model is) are as before.
+def validation_bases(model: nn.Module, kind: str, seed: int) -> Iterator[None]:
+    """Within the block, every PANM in `model` decodes outside training at the base addresses
+    of `kind` ("random" or "carry", see `PANMConfig.eval_base`), drawn from the torch RNG
+    seeded with `seed`: the same calls in the same order get the same bases. On exit each
+    PANM's eval_base and the global RNG (CPU, and CUDA where the model is) are as before.
     ValueError if `model` holds no PANM (`panm_memories`).
 
     Why: at base 0 the short sequences of training never put a pointer across the address
     carries that long test sequences cross (a walk over 40 slots from 0 stays below 64), so
-    validating at base 0 cannot tell a checkpoint that carries from one that does not; at
-    random bases it can (docs/chomsky.md, "Choosing the checkpoint")."""
+    validating at base 0 cannot tell a checkpoint that carries from one that does not
+    (docs/chomsky.md, "Choosing the checkpoint")."""
+    if kind not in EVAL_BASES[1:]:
+        raise ValueError(f"validation bases must be one of {EVAL_BASES[1:]}, got {kind!r}")
     memories = panm_memories(model)
     saved = [m.config.eval_base for m in memories]
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
     with torch.random.fork_rng(devices):
         torch.manual_seed(seed)
         for memory in memories:
-            memory.config.eval_base = "random"
+            memory.config.eval_base = kind
         try:
             yield
         finally:
