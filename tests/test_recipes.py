@@ -65,7 +65,7 @@ def test_chomsky_recipes_follow_the_task_families():
     assert overrides("reverse_string") == {**overrides("reverse"), **bits}  # the pointer tasks'
     duplicate = {"panm.pointer_restart": 1, "panm.carry_bases": 0.5}
     assert overrides("duplicate_string") == {**overrides("reverse_string"), **duplicate}
-    odds_first = {"panm.pointer_restart": 2}
+    odds_first = {"panm.pointer_restart": 2, "panm.carry_bases": 0.5}
     assert overrides("odds_first") == {**overrides("reverse_string"), **odds_first}
     assert overrides("bucket_sort") == {
         **PANM_EXTRAPOLATING,

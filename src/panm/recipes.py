@@ -96,14 +96,17 @@ CHOMSKY_ADDRESSES = {"panm.address_bits": 10}
 #   slot). Without it no pointer could come back (a Pointer Unit sees only addresses), and
 #   neither task was learned; duplicate_string with the two choices learned more slowly in a
 #   development run (docs/chomsky.md).
-# - duplicate_string also trains half its sequences across a carry into a uniformly chosen
-#   address bit (`carry_bases`): with uniform bases alone, a move onto a multiple of 64 (a
+# - both train half their sequences across a carry into a uniformly chosen address bit
+#   (`carry_bases`): with uniform bases alone, duplicate_string's move onto a multiple of 64 (a
 #   carry across six bits) was never learned by two runs in 20,000 steps, and every test
 #   length above 64 needs it; with carry bases a development run made every such move by
-#   step 8,500 (docs/chomsky.md, "Carry bases").
+#   step 8,500; odds_first learned its carries late without them (the carry onto 256 after
+#   step 14,000 in one run) and by step 7,000 with them (with beta2 = 0.95, below; exact at
+#   every development length to 490; docs/chomsky.md, "Carry bases").
+CARRY_BASES = {"panm.carry_bases": 0.5}
 SECOND_PASS = {
-    "duplicate_string": {"panm.pointer_restart": 1, "panm.carry_bases": 0.5},
-    "odds_first": {"panm.pointer_restart": 2},
+    "duplicate_string": {"panm.pointer_restart": 1, **CARRY_BASES},
+    "odds_first": {"panm.pointer_restart": 2, **CARRY_BASES},
 }
 CHOMSKY_PREFIX_TASKS = (
     "stack_manipulation",
