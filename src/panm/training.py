@@ -386,6 +386,8 @@ def _train(
         state = {}
     if config.pad_multiple > 1 and getattr(model.config, "random_positions", 0):
         raise ValueError("pad_multiple > 1 cannot be used with randomized positions")
+    if config.valid_base != "zero":
+        panm_memories(model)  # a model without one fails now, not at its first validation
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(
@@ -417,8 +419,6 @@ def _train(
     if config.compile:
         trained = torch.compile(trained, options=compile_options(config.compile))  # type: ignore[assignment]
     valid = validation_examples(task, config) if rank == 0 else []
-    if config.valid_base != "zero":
-        panm_memories(model)  # a model without one fails now, not at its first validation
     train_set = training_set(task, config) if config.train_examples else None
     bos_id = model.decoder_start_id(task)
     writer = _tensorboard(run_dir) if rank == 0 else None
