@@ -91,8 +91,9 @@ def test_only_panm_on_the_second_pass_tasks_skips_gradient_spikes():
 def test_the_second_pass_tasks_validate_at_carry_bases():
     for task_name in ("duplicate_string", "odds_first"):
         assert default_train_config(task_name, "panm").valid_base == "carry"
-    assert default_train_config("odds_first", "panm").adam_beta2 == 0.95
-    assert default_train_config("duplicate_string", "panm").adam_beta2 == 0.999
+        assert default_train_config(task_name, "panm").adam_beta2 == 0.95
+    assert default_train_config("reverse_string", "panm").adam_beta2 == 0.999
+    assert default_train_config("odds_first", "lstm").adam_beta2 == 0.999
     assert default_train_config("reverse_string", "panm").valid_base == "zero"
     assert default_train_config("odds_first", "lstm").valid_base == "zero"
 

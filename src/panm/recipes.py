@@ -164,15 +164,16 @@ STEPS, MINUTES, EVAL_EVERY = 20_000, 15.0, 500
 # 256 (0% at 300 and 500) while their last checkpoints were exact at every base and development
 # length; validated at carry bases, the second would have preferred its last (docs/chomsky.md,
 # "Choosing the checkpoint"). Decided on development data; scored on seeds not run before.
-# odds_first also takes Adam's second-moment decay down to 0.95 (`adam_beta2`): replayed from
-# a checkpoint before a collapse, moderate gradients that the spike guard let through were
-# followed by the collapse with 0.999 and not with 0.95 over 1,000 steps (docs/chomsky.md,
-# "Gradient spikes").
-SECOND_PASS_TRAINING = {"skip_gradient_spikes": 10.0, "valid_base": "carry"}
+# Both also take Adam's second-moment decay down to 0.95 (`adam_beta2`): a run of each task
+# collapsed for good with 0.999 right after moderate gradients that the spike guard let through
+# (odds_first at step 5,285, duplicate_string at 5,039); replayed from a checkpoint before the
+# collapse with the run's own batches, each collapsed again with 0.999 and not with 0.95
+# (docs/chomsky.md, "Gradient spikes").
+SECOND_PASS_TRAINING = {"skip_gradient_spikes": 10.0, "valid_base": "carry", "adam_beta2": 0.95}
 PANM_TASK_TRAINING = {
     "id_sort": {"batch_size": 2048, "eval_every": 50, "task_options": {"close_ids": 0.5}},
     "duplicate_string": {**SECOND_PASS_TRAINING, "length_warmup": (10, 6000)},
-    "odds_first": {**SECOND_PASS_TRAINING, "adam_beta2": 0.95},
+    "odds_first": SECOND_PASS_TRAINING,
 }
 
 
