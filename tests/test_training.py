@@ -500,3 +500,24 @@ def test_the_spike_replay_repeats_the_run_and_can_change_beta2(tmp_path):
     plain, changed = replay(), replay("--beta2", "0.5")
     assert plain == [f"{x['loss']:.3f}" for x in logged[3:6]]
     assert changed[0] == plain[0] and changed[1:] != plain[1:]
+
+
+def test_the_error_positions_script_agrees_with_evaluation(tmp_path):
+    """docs/diagnostics/error_positions.py, which docs/chomsky.md quotes: its share exact is
+    `panm eval`'s on the same development examples, and it lists every failed example."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from panm.evaluation import evaluate_lengths
+
+    train(tiny_config(), tmp_path / "run", progress=False)
+    script = Path(__file__).parents[1] / "docs" / "diagnostics" / "error_positions.py"
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run"), "12", "20"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    model = load_model(resolve_checkpoint(tmp_path / "run", "best"))
+    expected = evaluate_lengths(model, get_task("copy"), [12], count=20)[12].sequence_accuracy
+    assert out[0] == f"copy at length 12: {expected:.3f} exact"
+    assert len(out) - 1 == round((1 - expected) * 20) > 0
