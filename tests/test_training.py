@@ -514,7 +514,7 @@ def test_the_error_positions_script_agrees_with_evaluation(tmp_path):
     train(tiny_config(), tmp_path / "run", progress=False)
     script = Path(__file__).parents[1] / "docs" / "diagnostics" / "error_positions.py"
     out = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "run"), "12", "20"],
+        [sys.executable, str(script), str(tmp_path / "run"), "copy", "12", "20"],
         capture_output=True, text=True, check=True,
     ).stdout.splitlines()  # fmt: skip
     model = load_model(resolve_checkpoint(tmp_path / "run", "best"))
