@@ -168,7 +168,7 @@ STEPS, MINUTES, EVAL_EVERY = 20_000, 15.0, 500
 # collapsed for good with 0.999 right after moderate gradients that the spike guard let through
 # (odds_first at step 5,285, duplicate_string at 5,039); replayed from a checkpoint before the
 # collapse with the run's own batches, each collapsed again with 0.999 and not with 0.95
-# (docs/chomsky.md, "Gradient spikes").
+# (docs/chomsky.md: odds_first's "Gradient spikes", duplicate_string's "A collapse").
 SECOND_PASS_TRAINING = {"skip_gradient_spikes": 10.0, "valid_base": "carry", "adam_beta2": 0.95}
 PANM_TASK_TRAINING = {
     "id_sort": {"batch_size": 2048, "eval_every": 50, "task_options": {"close_ids": 0.5}},
