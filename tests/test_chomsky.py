@@ -217,7 +217,8 @@ def test_protocol_lengths_and_vocabularies(name: str) -> None:
     assert task.eos_id is None
     example = task.sample(random.Random(1), 12)
     encoded = task.encode(example)
-    assert encoded.src == [(4 + t,) for t in example["seq"]]
+    end = [(1,)] if name == "binary_addition" else []  # SEP after the second number
+    assert encoded.src == [(4 + t,) for t in example["seq"]] + end
     assert all(0 <= t < task.output_vocab_size for t in encoded.tgt)
     copy_map = task.copy_map()
     assert len(copy_map) == task.input_vocab_sizes[0]
@@ -293,8 +294,8 @@ def test_sample_rejects_short_lengths(name: str, length: int) -> None:
 
 def test_training_batch_skips_lengths_a_task_cannot_make() -> None:
     batch = get_task("binary_addition").batch(random.Random(0), (1, 40), 64)
-    assert batch.src_mask.sum(dim=1).min() >= 3
-    assert (batch.tgt_mask.sum(dim=1) == batch.src_mask.sum(dim=1) + 1).all()
+    assert batch.src_mask.sum(dim=1).min() >= 3 + 1  # the digits, "+" and the end (SEP)
+    assert (batch.tgt_mask.sum(dim=1) == batch.src_mask.sum(dim=1)).all()  # length + 1 each
 
 
 def fake_result(task: str, row: str, seed: int, accuracies: dict[int, tuple[float, float]]) -> dict:

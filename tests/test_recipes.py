@@ -74,8 +74,16 @@ def test_chomsky_recipes_follow_the_task_families():
         "ordinal_fields": (0,),
         "panm.num_mode2": 2,
     }
-    for task_name in ("binary_addition", "stack_manipulation", "parity_check"):
+    for task_name in ("stack_manipulation", "parity_check"):
         assert overrides(task_name) == {**PANM_EXTRAPOLATING, **FORWARD_GRU_MEMORY, **bits}
+    addition = {  # digit t of both numbers at step t, no Mode-2
+        "panm.content_starts": 1,
+        "panm.read_start": True,
+        "panm.initial_read": False,
+        "panm.num_mode2": 0,
+        "panm.carry_bases": 0.5,
+    }
+    assert overrides("binary_addition") == {**PANM_EXTRAPOLATING, **bits, **addition}
     assert default_train_config("bucket_sort", "lstm").model_overrides == {}
 
 
@@ -84,12 +92,13 @@ def test_only_panm_on_the_second_pass_tasks_skips_gradient_spikes():
         return default_train_config(task_name, model).skip_gradient_spikes
 
     assert factor("duplicate_string") == factor("odds_first") == 10.0
+    assert factor("binary_addition") == 10.0
     assert factor("odds_first", "lstm") is None
     assert factor("reverse_string") is None and factor("copy") is None
 
 
 def test_the_second_pass_tasks_validate_at_carry_bases():
-    for task_name in ("duplicate_string", "odds_first"):
+    for task_name in ("duplicate_string", "odds_first", "binary_addition"):
         assert default_train_config(task_name, "panm").valid_base == "carry"
         assert default_train_config(task_name, "panm").adam_beta2 == 0.95
     assert default_train_config("reverse_string", "panm").adam_beta2 == 0.999

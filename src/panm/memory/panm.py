@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from panm.memory.addresses import MAX_BITS, AddressBank
+from panm.memory.content_start import ContentStart
 from panm.memory.pointer_unit import POINTER_INPUTS, SIMILARITIES, PointerUnit
 from panm.memory.recurrence import gru_run
 from panm.memory.relational import RelationalAccess
@@ -82,6 +83,12 @@ class PANMConfig:
     pointer_restart: K >= 1: a Mode-1 pointer whose move leaves the memory jumps back to its
         start slot or one of the K - 1 slots after it (a learned choice; see `PointerUnit`);
         needs address_similarity "bitwise"; 0: off [0].
+    content_starts: K >= 1: the last K Mode-1 pointers start on a slot chosen by content, not
+        at an end of memory: the slot after the one that best matches a learned query, a hard
+        choice with the softmax's gradient in training (`ContentStart`; never a decoy); e.g.
+        binary_addition's second number, after "+"; not with pointer_restart; 0: off [0].
+    read_start: the Mode-1 pointers read the slots they start on at step 1 and move after each
+        step (read, then move), instead of moving before each read [False].
     base_sampling: draw a uniform base address per sequence in training (else base 0) [True].
     carry_bases: with base_sampling, the fraction of training sequences whose base instead puts
         a carry into a uniformly chosen address bit inside the sequence
@@ -126,6 +133,8 @@ class PANMConfig:
     pointer_window: int = 0
     pointer_inputs: str = "recent"
     pointer_restart: int = 0
+    content_starts: int = 0
+    read_start: bool = False
     base_sampling: bool = True
     carry_bases: float = 0.0
     eval_base: str = "zero"
@@ -165,6 +174,13 @@ class PANMConfig:
             raise ValueError("pointer_inputs='latest' needs pointer_window >= 1")
         if self.pointer_restart and self.address_similarity != "bitwise":
             raise ValueError("pointer_restart needs address_similarity='bitwise'")
+        if not 0 <= self.content_starts <= self.num_mode1:
+            raise ValueError(
+                f"content_starts must be in 0..num_mode1 ({self.num_mode1}), "
+                f"got {self.content_starts}"
+            )
+        if self.content_starts and self.pointer_restart:
+            raise ValueError("content_starts and pointer_restart cannot be combined")
         if not 0.0 <= self.carry_bases <= 1.0:
             raise ValueError(f"carry_bases must be in [0, 1], got {self.carry_bases}")
         if self.mode2_tie_margin < 0:
@@ -275,6 +291,9 @@ class PANM(nn.Module, Pretrained):
             window=c.pointer_window,
             inputs=c.pointer_inputs,
             restart=c.pointer_restart,
+        )
+        self.content_start = (
+            ContentStart(c.content_starts, c.memory_dim, c.key_dim) if c.content_starts else None
         )
         self.relational = (
             RelationalAccess(
@@ -408,8 +427,21 @@ class PANM(nn.Module, Pretrained):
         # Only the pointers must run step by step: they never see memory or the controller,
         # so the reads and Mode-2 then run over all steps at once.
         start = self.pointer_unit.start_offsets(lengths)  # (B, G) offsets from the first slot
+        content_weights = None
+        if self.content_start is not None:  # the last K pointers start where content says
+            slots, content_weights = self.content_start(memory, memory_mask)  # (B, K), (B, K, L)
+            start = torch.cat(
+                [start[:, : c.num_mode1 - c.content_starts], slots - first[:, None]], 1
+            )
         start_ids = (base.unsqueeze(1) + start) % self.address_bank.size
         start_pointer = self.address_bank.lookup(start_ids, memory.dtype)
+        start_slots = first.unsqueeze(1) + start  # (B, G) slot indices
+        # a pointer's weights on its start slot: the content-chosen ones carry their gradient
+        start_weights = _start_weights(start_slots, slot_mask.shape[1], memory.dtype)[:, 0]
+        if content_weights is not None:
+            chosen = nn.functional.pad(content_weights, (0, slot_mask.shape[1] - num_slots))
+            start_weights = torch.cat([start_weights[:, : -c.content_starts], chosen], dim=1)
+            start_pointer = start_weights.bmm(slot_addresses)  # the same values, with gradient
         hard = not self.training and c.eval_pointers == "hard"
         restart_slots = None
         if c.pointer_restart:
@@ -418,11 +450,13 @@ class PANM(nn.Module, Pretrained):
         w1, pointers = self.pointer_unit.walk(
             start_pointer, slot_addresses, slot_mask, num_steps, hard, restart_slots
         )  # (B, T, G, L'), (B, T, G, b)
+        if c.read_start:  # step t reads where t moves took the pointers: 0 at step 1
+            w1 = torch.cat([start_weights.unsqueeze(1), w1[:, :-1]], dim=1)
+            pointers = torch.cat([start_pointer.unsqueeze(1), pointers[:, :-1]], dim=1)
         mode2_mask = slot_mask
         if not c.mode2_decoys:  # decoys, if any, are the slots after the real ones
             real = torch.arange(slot_mask.shape[1], device=slot_mask.device) < num_slots
             mode2_mask = slot_mask & real
-        start_slots = first.unsqueeze(1) + start  # (B, G) slot indices
         reads = read_gates = read_features = None
         if memory_tokens is None:
             w2, reads = self._read(w1, slot_memory, mode2_mask, start_slots)

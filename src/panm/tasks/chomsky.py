@@ -39,7 +39,10 @@ The tasks (paper's level: R regular, DCF deterministic context-free, CS context-
 - binary_addition (CS): n 2 m, two little-endian binary numbers around "+" (2) -> n + m
   little-endian without trailing zeros, a terminator 2, then 0s up to length + 1 tokens. The
   generator splits the length - 1 digits uniformly (each number >= 1 digit) and draws each
-  number uniformly from 1..2^digits - 1. Lengths >= 3.
+  number uniformly from 1..2^digits - 1. Lengths >= 3. Its input slots end with one more, SEP
+  (id 1), after the second number: every model is told where the input ends, as the paper's
+  are by the start of the output phase, and a pointer walking the second number reads the end
+  (PANM's memory is the input slots alone, with nothing after the last digit to read).
 - bucket_sort (CS): tokens of an alphabet of 5 -> sorted.
 
 Scoring differs from the paper's in one place: on stack_manipulation and binary_addition the
@@ -53,7 +56,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from panm.tasks.algorithmic import NUM_SPECIALS, AlgorithmicTask
+from panm.tasks.algorithmic import NUM_SPECIALS, SEP, AlgorithmicTask
 
 TEST_LENGTHS = (41, 60, 100, 200, 300, 500)
 """Test lengths of the protocol: a fixed sample of the paper's 41-500 (it tests every length)."""
@@ -339,6 +342,9 @@ class BinaryAdditionTask(_FixedAlphabetTask):
         plus = seq.index(self.PLUS)
         if plus == 0 or plus == len(seq) - 1:
             raise ValueError("both numbers around '+' (2) need at least one digit")
+
+    def _slots(self, example: dict) -> list[tuple[int, ...]]:
+        return [*super()._slots(example), (SEP,)]
 
     def _target(self, example: dict) -> list[int]:
         seq = example["seq"]
