@@ -29,8 +29,8 @@ SETTINGS = [
     {"address_similarity": "bitwise", "pointer_restart": 1, "decoy_slots": 2},
     {"address_similarity": "bitwise", "pointer_restart": 3, "pointer_window": 3,
      "pointer_inputs": "latest", "eval_pointers": "hard"},
-    {"content_starts": 1, "read_start": True, "decoy_slots": 2, "eval_pointers": "hard"},
-    {"content_starts": 1, "address_similarity": "bitwise", "pointer_window": 3,
+    {"read_start": True, "decoy_slots": 2, "eval_pointers": "hard"},
+    {"read_start": True, "address_similarity": "bitwise", "pointer_window": 3,
      "pointer_inputs": "latest", "output_previous_read": True},
 ]  # fmt: skip
 SMALL = dict(memory_dim=6, output_dim=5, hidden_dim=8, pointer_dim=6, key_dim=6)

@@ -77,7 +77,8 @@ def test_chomsky_recipes_follow_the_task_families():
     for task_name in ("stack_manipulation", "parity_check"):
         assert overrides(task_name) == {**PANM_EXTRAPOLATING, **FORWARD_GRU_MEMORY, **bits}
     addition = {  # digit t of both numbers at step t, no Mode-2
-        "panm.content_starts": 1,
+        "pointer_start_after": 6,  # "+"
+        "panm.given_starts": 1,
         "panm.read_start": True,
         "panm.initial_read": False,
         "panm.num_mode2": 0,

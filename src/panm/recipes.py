@@ -6,6 +6,8 @@ Kept apart from the library code (as in torchtune): a recipe is data, a `TrainCo
 from __future__ import annotations
 
 from panm.models.registry import LM_MODEL_NAMES
+from panm.tasks.algorithmic import NUM_SPECIALS
+from panm.tasks.chomsky import BinaryAdditionTask
 from panm.training import TrainConfig
 
 # The PANM design that extrapolates (docs/results.md), on which every PANM recipe below builds
@@ -109,18 +111,22 @@ SECOND_PASS = {
     "odds_first": {"panm.pointer_restart": 2, **CARRY_BASES},
 }
 # - binary_addition adds the numbers digit by digit, lowest first: pointer 0 walks the first
-#   number from the first slot, pointer 1 the second from the slot after "+", found by content
-#   (`content_starts`), and both read their start slots at step 1 (`read_start`), so step t
-#   reads digit t of both numbers; the controller (a GRU) keeps the carry and whether each
+#   number from the first slot, pointer 1 the second from the slot after "+" (`given_starts`
+#   with `pointer_start_after`), and both read their start slots at step 1 (`read_start`), so
+#   step t reads digit t of both numbers; the controller (a GRU) keeps the carry and whether each
 #   number has ended (the first at "+", the second at the task's end marker). No Mode-2 head:
 #   no answer is found by content. The walk crosses the same address carries as the
 #   second-pass tasks' and trains as they do (carry bases here, their training below). Chosen
-#   from the task's definition; its first run with the prefix tasks' recipe (a forward GRU's
-#   states as memory) was at 18.8% exact on its training lengths after 6,332 steps.
+#   from the task's definition. Its first run with the prefix tasks' recipe (a forward GRU's
+#   states as memory) was at 18.8% exact on its training lengths after 6,332 steps; a first
+#   try at a learned start (a query scored against each slot's predecessor, a hard choice
+#   with the softmax's gradient) moved its query toward the slot after the first 0, away from
+#   "+", in 1,000 steps (docs/chomsky.md, "binary_addition"): the start is now given.
 BINARY_ADDITION = {
     **CHOMSKY_ADDRESSES,
     **CARRY_BASES,
-    "panm.content_starts": 1,
+    "pointer_start_after": NUM_SPECIALS + BinaryAdditionTask.PLUS,
+    "panm.given_starts": 1,
     "panm.read_start": True,
     "panm.initial_read": False,
     "panm.num_mode2": 0,

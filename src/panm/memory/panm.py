@@ -31,7 +31,6 @@ import torch
 from torch import Tensor, nn
 
 from panm.memory.addresses import MAX_BITS, AddressBank
-from panm.memory.content_start import ContentStart
 from panm.memory.pointer_unit import POINTER_INPUTS, SIMILARITIES, PointerUnit
 from panm.memory.recurrence import gru_run
 from panm.memory.relational import RelationalAccess
@@ -83,10 +82,10 @@ class PANMConfig:
     pointer_restart: K >= 1: a Mode-1 pointer whose move leaves the memory jumps back to its
         start slot or one of the K - 1 slots after it (a learned choice; see `PointerUnit`);
         needs address_similarity "bitwise"; 0: off [0].
-    content_starts: K >= 1: the last K Mode-1 pointers start on a slot chosen by content, not
-        at an end of memory: the slot after the one that best matches a learned query, a hard
-        choice with the softmax's gradient in training (`ContentStart`; never a decoy); e.g.
-        binary_addition's second number, after "+"; not with pointer_restart; 0: off [0].
+    given_starts: K >= 1: the last K Mode-1 pointers start on slots the caller gives
+        (`forward`'s start_slots), not at an end of memory: e.g. binary_addition's second
+        number, after "+" (`PANMSeq2SeqConfig.pointer_start_after`); not with pointer_restart,
+        whose restart slots are counted from the usual starts; 0: off [0].
     read_start: the Mode-1 pointers read the slots they start on at step 1 and move after each
         step (read, then move), instead of moving before each read [False].
     base_sampling: draw a uniform base address per sequence in training (else base 0) [True].
@@ -133,7 +132,7 @@ class PANMConfig:
     pointer_window: int = 0
     pointer_inputs: str = "recent"
     pointer_restart: int = 0
-    content_starts: int = 0
+    given_starts: int = 0
     read_start: bool = False
     base_sampling: bool = True
     carry_bases: float = 0.0
@@ -174,13 +173,12 @@ class PANMConfig:
             raise ValueError("pointer_inputs='latest' needs pointer_window >= 1")
         if self.pointer_restart and self.address_similarity != "bitwise":
             raise ValueError("pointer_restart needs address_similarity='bitwise'")
-        if not 0 <= self.content_starts <= self.num_mode1:
+        if not 0 <= self.given_starts <= self.num_mode1:
             raise ValueError(
-                f"content_starts must be in 0..num_mode1 ({self.num_mode1}), "
-                f"got {self.content_starts}"
+                f"given_starts must be in 0..num_mode1 ({self.num_mode1}), got {self.given_starts}"
             )
-        if self.content_starts and self.pointer_restart:
-            raise ValueError("content_starts and pointer_restart cannot be combined")
+        if self.given_starts and self.pointer_restart:
+            raise ValueError("given_starts and pointer_restart cannot be combined")
         if not 0.0 <= self.carry_bases <= 1.0:
             raise ValueError(f"carry_bases must be in [0, 1], got {self.carry_bases}")
         if self.mode2_tie_margin < 0:
@@ -292,9 +290,6 @@ class PANM(nn.Module, Pretrained):
             inputs=c.pointer_inputs,
             restart=c.pointer_restart,
         )
-        self.content_start = (
-            ContentStart(c.content_starts, c.memory_dim, c.key_dim) if c.content_starts else None
-        )
         self.relational = (
             RelationalAccess(
                 c.memory_dim,
@@ -334,6 +329,7 @@ class PANM(nn.Module, Pretrained):
         controller_state: Tensor | None = None,
         memory_tokens: tuple[Tensor, Tensor] | None = None,
         key_rows: Tensor | None = None,
+        start_slots: Tensor | None = None,
     ) -> PANMOutput:
         """Decode T steps over `memory`.
 
@@ -361,10 +357,19 @@ class PANM(nn.Module, Pretrained):
         key_rows: with memory_tokens, an optional (V,) bool mask of the table rows that make
         the Mode-2 keys (a slot's key is the key map of its masked rows alone, e.g. of one
         input field, so what the other rows hold cannot change a slot's rank); None: all rows.
+        start_slots: with given_starts K, (B, K) long: the slot (an index into memory's L
+        slots, a valid one) each of the last K Mode-1 pointers starts on; else None.
         """
         num_steps = self._check_steps(memory, num_steps, inputs)
         plan = self.plan(
-            memory, memory_mask, num_steps, base_address, controller_state, memory_tokens, key_rows
+            memory,
+            memory_mask,
+            num_steps,
+            base_address,
+            controller_state,
+            memory_tokens,
+            key_rows,
+            start_slots,
         )
         logits = self.decode(plan, inputs)
         return PANMOutput(
@@ -386,6 +391,7 @@ class PANM(nn.Module, Pretrained):
         controller_state: Tensor | None = None,
         memory_tokens: tuple[Tensor, Tensor] | None = None,
         key_rows: Tensor | None = None,
+        start_slots: Tensor | None = None,
     ) -> PANMPlan:
         """Everything of `num_steps` decoding steps but the controller (see `PANMPlan`); the
         arguments are `forward`'s. `decode` then runs the controller over the steps' inputs."""
@@ -405,6 +411,7 @@ class PANM(nn.Module, Pretrained):
         c = self.config
         batch, num_slots, _ = memory.shape
         lengths = memory_mask.sum(dim=1)
+        _validate_start_slots(start_slots, memory_mask, c.given_starts)
 
         base = self._base_address(base_address, lengths)
         origin = (base - first) % self.address_bank.size  # the address of slot 0 of each row
@@ -427,21 +434,12 @@ class PANM(nn.Module, Pretrained):
         # Only the pointers must run step by step: they never see memory or the controller,
         # so the reads and Mode-2 then run over all steps at once.
         start = self.pointer_unit.start_offsets(lengths)  # (B, G) offsets from the first slot
-        content_weights = None
-        if self.content_start is not None:  # the last K pointers start where content says
-            slots, content_weights = self.content_start(memory, memory_mask)  # (B, K), (B, K, L)
-            start = torch.cat(
-                [start[:, : c.num_mode1 - c.content_starts], slots - first[:, None]], 1
-            )
+        if start_slots is not None:  # the last given_starts pointers start where told
+            given = start_slots - first.unsqueeze(1)
+            start = torch.cat([start[:, : c.num_mode1 - c.given_starts], given], dim=1)
         start_ids = (base.unsqueeze(1) + start) % self.address_bank.size
         start_pointer = self.address_bank.lookup(start_ids, memory.dtype)
-        start_slots = first.unsqueeze(1) + start  # (B, G) slot indices
-        # a pointer's weights on its start slot: the content-chosen ones carry their gradient
-        start_weights = _start_weights(start_slots, slot_mask.shape[1], memory.dtype)[:, 0]
-        if content_weights is not None:
-            chosen = nn.functional.pad(content_weights, (0, slot_mask.shape[1] - num_slots))
-            start_weights = torch.cat([start_weights[:, : -c.content_starts], chosen], dim=1)
-            start_pointer = start_weights.bmm(slot_addresses)  # the same values, with gradient
+        start_slots = first.unsqueeze(1) + start  # (B, G) slot indices of all G pointers
         hard = not self.training and c.eval_pointers == "hard"
         restart_slots = None
         if c.pointer_restart:
@@ -451,7 +449,8 @@ class PANM(nn.Module, Pretrained):
             start_pointer, slot_addresses, slot_mask, num_steps, hard, restart_slots
         )  # (B, T, G, L'), (B, T, G, b)
         if c.read_start:  # step t reads where t moves took the pointers: 0 at step 1
-            w1 = torch.cat([start_weights.unsqueeze(1), w1[:, :-1]], dim=1)
+            at_start = _start_weights(start_slots, slot_mask.shape[1], memory.dtype)
+            w1 = torch.cat([at_start, w1[:, :-1]], dim=1)
             pointers = torch.cat([start_pointer.unsqueeze(1), pointers[:, :-1]], dim=1)
         mode2_mask = slot_mask
         if not c.mode2_decoys:  # decoys, if any, are the slots after the real ones
@@ -790,6 +789,28 @@ def _validate_tokens(memory: Tensor, memory_tokens: tuple[Tensor, Tensor]) -> No
         )
     if table.dim() != 2 or table.shape[1] != dim:
         raise ValueError(f"memory_tokens table must be (rows, {dim}), got {tuple(table.shape)}")
+
+
+def _validate_start_slots(start_slots: Tensor | None, mask: Tensor, given_starts: int) -> None:
+    """Checks `forward`'s start_slots against the memory mask (B, L) and given_starts."""
+    if start_slots is None:
+        if given_starts:
+            raise ValueError(f"given_starts={given_starts} needs start_slots (B, {given_starts})")
+        return
+    if not given_starts:
+        raise ValueError("start_slots was given but given_starts=0")
+    batch, num_slots = mask.shape
+    if start_slots.shape != (batch, given_starts) or start_slots.dtype != torch.long:
+        raise ValueError(
+            f"start_slots must be long ({batch}, {given_starts}), "
+            f"got {start_slots.dtype} {tuple(start_slots.shape)}"
+        )
+    inside = (start_slots >= 0) & (start_slots < num_slots)
+    valid = inside & mask.gather(1, start_slots.clamp(0, num_slots - 1))
+    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()  # as _first_of_one_run
+    if not compiling and not bool(valid.all()):
+        rows = (~valid).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(f"start_slots of batch rows {rows[:10]} are not valid slots")
 
 
 def _first_of_one_run(mask: Tensor) -> Tensor:

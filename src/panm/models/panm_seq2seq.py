@@ -55,6 +55,11 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
         Mode-2 query a slot's score is then monotone in that field's value by construction, so
         no other field can reorder two slots (docs/results.md, Appendix A, "ID Sort"). Needs
         token-embedding memory with factored_reads and Mode-2 heads.
+    pointer_start_after: with panm.given_starts K >= 1, the field-0 input id after whose first
+        occurrence in a row the last K Mode-1 pointers start (all on that slot): the start of
+        the part of the input after a separator, e.g. binary_addition's second number, after
+        "+" (id 6); a row without that id before its last slot is a ValueError. None: no
+        given starts (needs panm.given_starts == 0).
     panm: the memory's settings. Its memory_dim, input_dim and output_dim are set from the
         fields above. With panm.controller_init == "given" the controller starts from a
         projection of the encoder's final state (the authors' code) instead of the memory sum.
@@ -74,6 +79,7 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     dropout: float = 0.0
     factored_reads: bool = True
     mode2_key_fields: tuple[int, ...] = ()
+    pointer_start_after: int | None = None
     panm: PANMConfig = field(default_factory=PANMConfig)
 
     retired_fields: ClassVar[dict[str, tuple[Any, str]]] = {
@@ -108,6 +114,13 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
             )
         if self.mode2_key_fields:
             self._check_mode2_key_fields()
+        if (self.pointer_start_after is None) != (self.panm.given_starts == 0):
+            raise ValueError("pointer_start_after and panm.given_starts >= 1 go together")
+        marker, vocab = self.pointer_start_after, self.input_vocab_sizes[0]
+        if marker is not None and (type(marker) is not int or not 0 < marker < vocab):
+            raise ValueError(
+                f"pointer_start_after must be an input id in 1..{vocab - 1}, got {marker!r}"
+            )
         self.panm = replace(
             self.panm,
             memory_dim=self.embed_dim,
@@ -215,6 +228,7 @@ class PANMSeq2Seq(Seq2SeqModel):
             controller_state=controller_state,
             memory_tokens=self._memory_tokens(src),
             key_rows=self.key_rows,
+            start_slots=self._start_slots(src, src_mask),
         )
 
     def start_decoding(self, src: Tensor, src_mask: Tensor, num_steps: int) -> DecodeStep:
@@ -233,6 +247,7 @@ class PANMSeq2Seq(Seq2SeqModel):
             controller_state=controller_state,
             memory_tokens=self._memory_tokens(src),
             key_rows=self.key_rows,
+            start_slots=self._start_slots(src, src_mask),
         )
         decoder_input, decoder = self.decoder_input, self.decoder
 
@@ -243,6 +258,21 @@ class PANMSeq2Seq(Seq2SeqModel):
             return self.memory.decode(plan, inputs)[:, -1]
 
         return step
+
+    def _start_slots(self, src: Tensor, src_mask: Tensor) -> Tensor | None:
+        """PANM's start_slots for src (B, L, F): the slot after the first pointer_start_after
+        of each row, for each of the panm.given_starts pointers (B, K); None without."""
+        marker = self.config.pointer_start_after
+        if marker is None:
+            return None
+        found = (src[..., 0] == marker) & src_mask
+        after = found.long().argmax(dim=1) + 1  # the first occurrence's next slot
+        if not bool(found.any(dim=1).all()):
+            rows = (~found.any(dim=1)).nonzero().flatten().tolist()
+            raise ValueError(
+                f"input id {marker} (pointer_start_after) is missing in rows {rows[:10]}"
+            )
+        return after.unsqueeze(1).expand(-1, self.config.panm.given_starts)
 
     def _memory_tokens(self, src: Tensor) -> tuple[Tensor, Tensor] | None:
         """PANM's `memory_tokens` for src (B, L, F): the slots as rows of the embedding table,
