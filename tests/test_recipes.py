@@ -112,6 +112,7 @@ def test_only_panm_on_duplicate_string_starts_on_short_sequences():
     assert default_train_config("duplicate_string", "panm").length_warmup == (10, 6000)
     assert default_train_config("duplicate_string", "lstm").length_warmup is None
     assert default_train_config("odds_first", "panm").length_warmup is None
+    assert default_train_config("binary_addition", "panm").length_warmup == (10, 6000)
 
 
 def test_dynamic_recall_keys_mode2_on_the_previous_slot_and_id_sort_on_the_ids():
