@@ -1,6 +1,7 @@
-"""Pointers that start where the caller says (`PANMConfig.given_starts`, with
-`PANMSeq2SeqConfig.pointer_start_after`: after a separator id) and pointers that read their
-start slots at step 1 (`PANMConfig.read_start`).
+"""binary_addition's PANM options: pointers that start where the caller says
+(`PANMConfig.given_starts`, with `PANMSeq2SeqConfig.pointer_start_after`: after a separator
+id), pointers that read their start slots at step 1 (`PANMConfig.read_start`) and one move rule
+for all pointers (`PANMConfig.shared_moves`).
 
 The property-based contract (padding, batch invariance, seeds, save/load) covers read_start in
 test_panm_properties.py; this file checks where the pointers start and what step 1 reads, on
@@ -73,6 +74,39 @@ def test_read_start_delays_the_walk_by_one_step(given):
     for row, first, end in ROWS:
         second = int(STARTS[row, 0]) if given else end - 1
         assert out_on.mode1_weights[row, 0].argmax(-1).tolist() == [first, second]
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "training"])
+def test_shared_moves_walk_two_pointers_on_one_start_alike(training):
+    """With one rule, two pointers given the same start (the first valid slot) take the same
+    walk; with a rule each they do not (their weights are drawn apart)."""
+    memory, mask, _, _ = batch(False)
+    first = torch.tensor([[0], [3], [1]])
+    for shared in (True, False):
+        panm = build(given_starts=1, shared_moves=shared, decoy_slots=0).train(training)
+        torch.manual_seed(3)
+        w = panm(memory, mask, num_steps=STEPS, start_slots=first).mode1_weights
+        assert torch.equal(w[:, :, 0], w[:, :, 1]) == shared
+
+
+def test_shared_moves_keep_one_set_of_pointer_weights_and_train_it():
+    """The GRU's and the query map's weights have one group instead of G = 2."""
+    shared, apart = build(shared_moves=True), build()
+    grouped = [
+        n
+        for n, _ in shared.pointer_unit.named_parameters()
+        if n.startswith(("cell", "attention.query"))
+    ]
+    assert len(grouped) == 6  # input map, hidden map, query map: weight and bias each
+    for name in grouped:
+        assert shared.pointer_unit.get_parameter(name).shape[0] == 1
+        assert apart.pointer_unit.get_parameter(name).shape[0] == 2
+    shared.train()
+    out = shared(*batch(False)[:2], num_steps=STEPS)
+    out.logits.square().sum().backward()
+    for name in grouped:
+        grad = shared.pointer_unit.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ SETTINGS = [
     {"address_similarity": "bitwise", "pointer_restart": 1, "decoy_slots": 2},
     {"address_similarity": "bitwise", "pointer_restart": 3, "pointer_window": 3,
      "pointer_inputs": "latest", "eval_pointers": "hard"},
-    {"read_start": True, "decoy_slots": 2, "eval_pointers": "hard"},
+    {"read_start": True, "decoy_slots": 2, "eval_pointers": "hard", "shared_moves": True},
     {"read_start": True, "address_similarity": "bitwise", "pointer_window": 3,
      "pointer_inputs": "latest", "output_previous_read": True},
 ]  # fmt: skip

@@ -80,6 +80,7 @@ def test_chomsky_recipes_follow_the_task_families():
         "pointer_start_after": 6,  # "+"
         "panm.given_starts": 1,
         "panm.read_start": True,
+        "panm.shared_moves": True,
         "panm.initial_read": False,
         "panm.num_mode2": 0,
         "panm.carry_bases": 0.5,

@@ -117,7 +117,11 @@ SECOND_PASS = {
 #   number has ended (the first at "+", the second at the task's end marker). No Mode-2 head:
 #   no answer is found by content. The walk crosses the same address carries as the
 #   second-pass tasks' and trains as they do (carry bases here, their training below). Chosen
-#   from the task's definition. Its first run with the prefix tasks' recipe (a forward GRU's
+#   from the task's definition. Both pointers move by one rule (`shared_moves`): in the run
+#   before it (seed 0, commit a617796), pointer 0 walked every training length exactly by step
+#   4,500 but pointer 1, with a rule of its own, still stopped at moves with a carry across
+#   three or more address bits (onto slots 8 and 24) at step 10,000, validation 35% exact.
+#   Its first run with the prefix tasks' recipe (a forward GRU's
 #   states as memory) was at 18.8% exact on its training lengths after 6,332 steps; a first
 #   try at a learned start (a query scored against each slot's predecessor, a hard choice
 #   with the softmax's gradient) moved its query toward the slot after the first 0, away from
@@ -128,6 +132,7 @@ BINARY_ADDITION = {
     "pointer_start_after": NUM_SPECIALS + BinaryAdditionTask.PLUS,
     "panm.given_starts": 1,
     "panm.read_start": True,
+    "panm.shared_moves": True,
     "panm.initial_read": False,
     "panm.num_mode2": 0,
 }

@@ -86,6 +86,9 @@ class PANMConfig:
         (`forward`'s start_slots), not at an end of memory: e.g. binary_addition's second
         number, after "+" (`PANMSeq2SeqConfig.pointer_start_after`); not with pointer_restart,
         whose restart slots are counted from the usual starts; 0: off [0].
+    shared_moves: one Pointer Unit rule (GRU and query map) moves every Mode-1 pointer, instead
+        of one per pointer: for pointers that all step the same way (binary_addition's two
+        "+1" walks) [False].
     read_start: the Mode-1 pointers read the slots they start on at step 1 and move after each
         step (read, then move), instead of moving before each read [False].
     base_sampling: draw a uniform base address per sequence in training (else base 0) [True].
@@ -133,6 +136,7 @@ class PANMConfig:
     pointer_inputs: str = "recent"
     pointer_restart: int = 0
     given_starts: int = 0
+    shared_moves: bool = False
     read_start: bool = False
     base_sampling: bool = True
     carry_bases: float = 0.0
@@ -289,6 +293,7 @@ class PANM(nn.Module, Pretrained):
             window=c.pointer_window,
             inputs=c.pointer_inputs,
             restart=c.pointer_restart,
+            shared=c.shared_moves,
         )
         self.relational = (
             RelationalAccess(

@@ -8,7 +8,8 @@ Each of G pointers is a GRU whose input is its own previous pointer value (a sof
 
 The unit only ever receives addresses, never memory contents: pointer arithmetic ("move one slot
 forward") is learned separately from the data, which is what lets it hold at unseen lengths.
-The G pointers have separate weights but are evaluated together in batched matmuls.
+The G pointers have separate weights (or, with shared=True, one rule for all) but are evaluated
+together in batched matmuls.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ POINTER_INPUTS = ("recent", "latest")
 
 
 class GroupedLinear(nn.Module):
-    """G independent linear maps applied at once: (G, B, I) -> (G, B, O)."""
+    """G independent linear maps applied at once: (G, B, I) -> (G, B, O). Created with
+    groups=1 it applies one map to any number of groups."""
 
     def __init__(self, groups: int, in_features: int, out_features: int) -> None:
         super().__init__()
@@ -39,7 +41,8 @@ class GroupedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # (G, B, I) @ (G, I, O) + bias: one batched matmul for all groups.
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+        weight = self.weight.expand(x.shape[0], -1, -1)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, weight)
 
 
 class GroupedGRUCell(nn.Module):
@@ -57,8 +60,9 @@ class GroupedGRUCell(nn.Module):
     def run(self, x_gates: Sequence[Tensor], h: Tensor | None) -> list[Tensor]:
         """Steps from inputs already mapped by `input_map`, (G, B, 3H) each, and the start
         state h (G, B, H), None for zeros: the states, (G, B, H) each (see `gru_run`)."""
-        hidden_map = self.hidden_map
-        return gru_run(x_gates, h, hidden_map.weight, hidden_map.bias.unsqueeze(1))
+        hidden_map, groups = self.hidden_map, x_gates[0].shape[0]
+        weight = hidden_map.weight.expand(groups, -1, -1)
+        return gru_run(x_gates, h, weight, hidden_map.bias.unsqueeze(1))
 
 
 class SlotKeys(NamedTuple):
@@ -163,6 +167,10 @@ class PointerUnit(nn.Module):
     them; a move past an end misses at least one bit, so the pointer lands on the restart slot
     it prefers: a second pass over memory (duplicate_string, from the start; odds_first, from
     the slot after it). It stays a function of the addresses alone.
+
+    shared=True gives all G pointers one GRU and one query map (the restart parameters stay per
+    pointer): one rule moves every pointer, so a move one pointer learns (a carry across many
+    address bits) holds for the others, which may meet it less often in training.
     """
 
     def __init__(
@@ -175,6 +183,7 @@ class PointerUnit(nn.Module):
         window: int = 0,
         inputs: str = "recent",
         restart: int = 0,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         if window < 0:
@@ -190,10 +199,9 @@ class PointerUnit(nn.Module):
         self.num_pointers = num_pointers
         self.window = window
         self.latest_only = inputs == "latest"
-        self.cell = GroupedGRUCell(num_pointers, address_bits, state_dim)
-        self.attention = AddressAttention(
-            num_pointers, state_dim, address_bits, key_dim, similarity
-        )
+        rules = 1 if shared else num_pointers  # GroupedLinear applies one map to every group
+        self.cell = GroupedGRUCell(rules, address_bits, state_dim)
+        self.attention = AddressAttention(rules, state_dim, address_bits, key_dim, similarity)
         self.state_dim = state_dim
         self.restart = restart
         if restart:
