@@ -796,6 +796,11 @@ def _validate_tokens(memory: Tensor, memory_tokens: tuple[Tensor, Tensor]) -> No
         raise ValueError(f"memory_tokens table must be (rows, {dim}), got {tuple(table.shape)}")
 
 
+def _compiling() -> bool:
+    """Whether torch.compile is tracing (False on torch < 2.3, which cannot tell)."""
+    return getattr(torch.compiler, "is_compiling", lambda: False)()
+
+
 def _validate_start_slots(start_slots: Tensor | None, mask: Tensor, given_starts: int) -> None:
     """Checks `forward`'s start_slots against the memory mask (B, L) and given_starts."""
     if start_slots is None:
@@ -812,8 +817,7 @@ def _validate_start_slots(start_slots: Tensor | None, mask: Tensor, given_starts
         )
     inside = (start_slots >= 0) & (start_slots < num_slots)
     valid = inside & mask.gather(1, start_slots.clamp(0, num_slots - 1))
-    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()  # as _first_of_one_run
-    if not compiling and not bool(valid.all()):
+    if not _compiling() and not bool(valid.all()):
         rows = (~valid).any(dim=1).nonzero().flatten().tolist()
         raise ValueError(f"start_slots of batch rows {rows[:10]} are not valid slots")
 
@@ -829,8 +833,7 @@ def _first_of_one_run(mask: Tensor) -> Tensor:
     # A compiled model skips the check: reading it on the host waits for the device and splits
     # the graph. Eager calls, which include every evaluation, still check; so does torch < 2.3,
     # which has no torch.compiler.is_compiling.
-    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
-    if not compiling and bool((empty | holes).any()):
+    if not _compiling() and bool((empty | holes).any()):
         empty_rows = empty.nonzero().flatten().tolist()
         if empty_rows:
             raise ValueError(f"memory_mask has no valid slot in batch rows {empty_rows[:10]}")
