@@ -24,6 +24,12 @@ VARIANTS = [
     {"encoder": "gru"},
     {"encoder": "lstm", "memory_source": "sum"},
     {"encoder": "gru", "memory_source": "sum", "encoder_bidirectional": False},
+    {
+        "encoder": "lstm",
+        "memory_source": "sum",
+        "encoder_bidirectional": False,
+        "encoder_reverse": True,
+    },
     {"encoder": "lstm", "panm.controller_init": "given"},
     {"encoder": "transformer", "transformer_position": "rope"},
     {"encoder": "none", "memory_source": "embedding", "panm.address_similarity": "bitwise"},
@@ -85,6 +91,30 @@ def test_forward_only_encoder_slots_do_not_see_later_slots():
     assert not torch.allclose(memory[0][:, 5:9], memory[1][:, 5:9])
     with pytest.raises(ValueError, match="encoder_bidirectional=False needs a 'gru' or 'lstm'"):
         small_panm(task, encoder="transformer", encoder_bidirectional=False)
+
+
+def test_reverse_encoder_reads_each_row_from_its_end():
+    task = get_task("copy")
+    torch.manual_seed(0)
+    model = small_panm(
+        task, encoder="lstm", memory_source="sum", encoder_bidirectional=False,
+        encoder_reverse=True,
+    )  # fmt: skip
+    batch = batch_of(task, [9, 4])
+    embedded = model.embedding(batch.src)
+    outputs, final = model.encoder(embedded, batch.src_mask)
+    for row, n in enumerate([9, 4]):  # each row alone, last slot first, through the plain LSTM
+        alone, (hidden, _) = model.encoder.rnn(embedded[row : row + 1, :n].flip(1))
+        torch.testing.assert_close(outputs[row, :n], alone[0].flip(0), rtol=0, atol=1e-6)
+        torch.testing.assert_close(final[row], hidden[-1, 0], rtol=0, atol=1e-6)
+    assert (outputs[1, 4:] == 0).all()
+    changed = batch.src.clone()
+    changed[0, :4] = changed[0, :4] % 10 + 4  # other symbols before slot 4
+    memory = model.encoder(model.embedding(changed), batch.src_mask)[0]
+    torch.testing.assert_close(memory[0, 4:], outputs[0, 4:], rtol=0, atol=0)
+    assert not torch.allclose(memory[0, :4], outputs[0, :4])
+    with pytest.raises(ValueError, match="encoder_reverse needs a 'gru' or 'lstm' encoder with"):
+        small_panm(task, encoder="lstm", encoder_reverse=True)
 
 
 def test_shared_transformer_layers_need_a_transformer_stack():
