@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from panm import PANMSeq2Seq, PANMSeq2SeqConfig
+from panm.backbones.suffix_or import SuffixOrEncoder
 from panm.memory.panm import PANMConfig
 from panm.models import MODEL_NAMES, build_model, load_model, model_config
 from panm.models.registry import LM_MODEL_NAMES, with_overrides
@@ -30,6 +31,7 @@ VARIANTS = [
         "encoder_bidirectional": False,
         "encoder_reverse": True,
     },
+    {"encoder": "suffix_or", "memory_source": "sum"},
     {"encoder": "lstm", "panm.controller_init": "given"},
     {"encoder": "transformer", "transformer_position": "rope"},
     {"encoder": "none", "memory_source": "embedding", "panm.address_similarity": "bitwise"},
@@ -115,6 +117,28 @@ def test_reverse_encoder_reads_each_row_from_its_end():
     assert not torch.allclose(memory[0, :4], outputs[0, :4])
     with pytest.raises(ValueError, match="encoder_reverse needs a 'gru' or 'lstm' encoder with"):
         small_panm(task, encoder="lstm", encoder_reverse=True)
+
+
+def test_suffix_or_flags_are_an_or_over_the_slots_ahead_up_to_a_reset():
+    torch.manual_seed(0)
+    encoder = SuffixOrEncoder(dim=6, flags=3)
+    x, mask = torch.randn(2, 7, 6), torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    set_, keep = torch.sigmoid(encoder.marks(x)).detach().chunk(2, dim=-1)
+    flags = encoder.flags(x, mask).detach()
+    for row, n in enumerate([7, 4]):  # the definition, slot by slot
+        for i in range(n):
+            for j in range(3):
+                expected = max(
+                    float(set_[row, m, j] * keep[row, i:m, j].prod()) for m in range(i, n)
+                )
+                assert abs(float(flags[row, i, j]) - expected) < 1e-5
+    assert (flags[1, 4:] == 0).all()
+    alone = encoder(x[1:, :4], mask[1:, :4])  # padding does not change a row
+    torch.testing.assert_close(encoder(x, mask)[1, :4], alone[0], rtol=0, atol=1e-6)
+    long = torch.randn(1, 3000, 6)  # finite at any length, and the gradient too
+    flags = encoder.flags(long, torch.ones(1, 3000, dtype=torch.bool))
+    flags.sum().backward()
+    assert torch.isfinite(flags).all() and torch.isfinite(encoder.marks.weight.grad).all()
 
 
 def test_shared_transformer_layers_need_a_transformer_stack():

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from panm.backbones.rnn import RNNEncoder
+from panm.backbones.suffix_or import SuffixOrEncoder
 from panm.backbones.transformer import TransformerDecoder, TransformerEncoder
 from panm.memory.panm import PANM, PANMConfig, PANMOutput
 from panm.models.base import (
@@ -19,7 +20,7 @@ from panm.models.base import (
     check_input_fields,
 )
 
-ENCODERS = ("gru", "lstm", "transformer", "none")
+ENCODERS = ("gru", "lstm", "transformer", "suffix_or", "none")
 DECODERS = ("none", "transformer")
 MEMORY_SOURCES = ("encoder", "embedding", "sum")
 
@@ -29,7 +30,9 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     """PANM over an encoder.
 
     embed_dim: width of token embeddings, encoder outputs and memory slots (default 128).
-    encoder: "gru" / "lstm" (bidirectional, the paper's default), "transformer", or "none".
+    encoder: "gru" / "lstm" (bidirectional, the paper's default), "transformer", "suffix_or"
+        (`suffix_flags` learned flags per slot, each an OR over the slots ahead up to a
+        learned reset: `panm.backbones.suffix_or`), or "none".
     encoder_layers: encoder depth (default 1).
     encoder_bidirectional: "gru" / "lstm" read both ways (the paper) or, when False, forward
         only: a slot's state then depends only on the slots up to it, so it does not change
@@ -37,6 +40,7 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     encoder_reverse: with encoder_bidirectional False, the encoder reads each sequence last
         slot first, so a slot's state summarises the slots from it to the end (e.g. whether a
         digit other than 0 is still to come) (default False).
+    suffix_flags: the number of flags of the "suffix_or" encoder (default 4).
     memory_source: what the memory slots hold: "encoder" states, the token "embedding"s
         themselves (length-invariant: a slot's content does not drift as sequences grow), or
         their "sum".
@@ -73,6 +77,7 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     encoder_layers: int = 1
     encoder_bidirectional: bool = True
     encoder_reverse: bool = False
+    suffix_flags: int = 4
     memory_source: str = "encoder"
     decoder: str = "none"
     decoder_layers: int = 3
@@ -206,6 +211,8 @@ class PANMSeq2Seq(Seq2SeqModel):
             )
         if config.encoder == "transformer":
             return TransformerEncoder(layers=config.encoder_layers, **config.transformer_stack())
+        if config.encoder == "suffix_or":
+            return SuffixOrEncoder(config.embed_dim, config.suffix_flags)
         return None
 
     def trace(
