@@ -77,6 +77,8 @@ def test_chomsky_recipes_follow_the_task_families():
     for task_name in ("stack_manipulation", "parity_check"):
         assert overrides(task_name) == {**PANM_EXTRAPOLATING, **FORWARD_GRU_MEMORY, **bits}
     addition = {  # digit t of both numbers at step t, no Mode-2
+        "encoder": "suffix_or",  # "no 1 left" at each slot
+        "memory_source": "sum",
         "pointer_start_after": 6,  # "+"
         "panm.given_starts": 1,
         "panm.read_start": True,

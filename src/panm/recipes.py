@@ -126,9 +126,19 @@ SECOND_PASS = {
 #   try at a learned start (a query scored against each slot's predecessor, a hard choice
 #   with the softmax's gradient) moved its query toward the slot after the first 0, away from
 #   "+", in 1,000 steps (docs/chomsky.md, "binary_addition"): the start is now given.
+#   Each slot also holds suffix-OR flags (`encoder="suffix_or"`, added to its embedding): the
+#   answer drops the sum's high zeros, so the terminator needs "no 1 left in either number",
+#   which no digit read so far says. The run before them (seed 0, commit 2730b13) knew it by
+#   counting the 1s read against the share of 1s in its start state and stopped early past
+#   the training lengths (67 of 70 failures at 60); with the flags a development run (seed 10)
+#   no longer counted and was exact at development lengths 41-100 by step 11,500; an LSTM
+#   reading from the end instead gave slot 0 a summary of the input and the pointers never
+#   walked (docs/chomsky.md, "binary_addition").
 BINARY_ADDITION = {
     **CHOMSKY_ADDRESSES,
     **CARRY_BASES,
+    "encoder": "suffix_or",
+    "memory_source": "sum",
     "pointer_start_after": NUM_SPECIALS + BinaryAdditionTask.PLUS,
     "panm.given_starts": 1,
     "panm.read_start": True,
