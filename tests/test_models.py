@@ -25,12 +25,6 @@ VARIANTS = [
     {"encoder": "gru"},
     {"encoder": "lstm", "memory_source": "sum"},
     {"encoder": "gru", "memory_source": "sum", "encoder_bidirectional": False},
-    {
-        "encoder": "lstm",
-        "memory_source": "sum",
-        "encoder_bidirectional": False,
-        "encoder_reverse": True,
-    },
     {"encoder": "suffix_or", "memory_source": "sum"},
     {"encoder": "lstm", "panm.controller_init": "given"},
     {"encoder": "transformer", "transformer_position": "rope"},
@@ -95,30 +89,6 @@ def test_forward_only_encoder_slots_do_not_see_later_slots():
         small_panm(task, encoder="transformer", encoder_bidirectional=False)
 
 
-def test_reverse_encoder_reads_each_row_from_its_end():
-    task = get_task("copy")
-    torch.manual_seed(0)
-    model = small_panm(
-        task, encoder="lstm", memory_source="sum", encoder_bidirectional=False,
-        encoder_reverse=True,
-    )  # fmt: skip
-    batch = batch_of(task, [9, 4])
-    embedded = model.embedding(batch.src)
-    outputs, final = model.encoder(embedded, batch.src_mask)
-    for row, n in enumerate([9, 4]):  # each row alone, last slot first, through the plain LSTM
-        alone, (hidden, _) = model.encoder.rnn(embedded[row : row + 1, :n].flip(1))
-        torch.testing.assert_close(outputs[row, :n], alone[0].flip(0), rtol=0, atol=1e-6)
-        torch.testing.assert_close(final[row], hidden[-1, 0], rtol=0, atol=1e-6)
-    assert (outputs[1, 4:] == 0).all()
-    changed = batch.src.clone()
-    changed[0, :4] = changed[0, :4] % 10 + 4  # other symbols before slot 4
-    memory = model.encoder(model.embedding(changed), batch.src_mask)[0]
-    torch.testing.assert_close(memory[0, 4:], outputs[0, 4:], rtol=0, atol=0)
-    assert not torch.allclose(memory[0, :4], outputs[0, :4])
-    with pytest.raises(ValueError, match="encoder_reverse needs a 'gru' or 'lstm' encoder with"):
-        small_panm(task, encoder="lstm", encoder_reverse=True)
-
-
 def test_suffix_or_flags_are_an_or_over_the_slots_ahead_up_to_a_reset():
     torch.manual_seed(0)
     encoder = SuffixOrEncoder(dim=6, flags=3)
@@ -157,6 +127,8 @@ def test_retired_fields_load_at_their_kept_value_and_fail_otherwise():
     assert loaded == PANMSeq2SeqConfig()
     with pytest.raises(ValueError, match="decoder_logits was removed after commit 5204d49"):
         config_from_dict(PANMSeq2SeqConfig, {**saved, "decoder_logits": True})
+    loaded = config_from_dict(PANMSeq2SeqConfig, {**saved, "encoder_reverse": False})
+    assert loaded == PANMSeq2SeqConfig()
     panm = {**saved["panm"], "pointer_start": "inside"}
     assert config_from_dict(PANMSeq2SeqConfig, {**saved, "panm": panm}) == PANMSeq2SeqConfig()
     with pytest.raises(ValueError, match="controller_reads was removed after commit 60b0d94"):

@@ -37,9 +37,6 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     encoder_bidirectional: "gru" / "lstm" read both ways (the paper) or, when False, forward
         only: a slot's state then depends only on the slots up to it, so it does not change
         when the sequence grows after it.
-    encoder_reverse: with encoder_bidirectional False, the encoder reads each sequence last
-        slot first, so a slot's state summarises the slots from it to the end (e.g. whether a
-        digit other than 0 is still to come) (default False).
     suffix_flags: the number of flags of the "suffix_or" encoder (default 4).
     memory_source: what the memory slots hold: "encoder" states, the token "embedding"s
         themselves (length-invariant: a slot's content does not drift as sequences grow), or
@@ -76,7 +73,6 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
     encoder: str = "gru"
     encoder_layers: int = 1
     encoder_bidirectional: bool = True
-    encoder_reverse: bool = False
     suffix_flags: int = 4
     memory_source: str = "encoder"
     decoder: str = "none"
@@ -93,10 +89,13 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
 
     retired_fields: ClassVar[dict[str, tuple[Any, str]]] = {
         "decoder_logits": (False, "5204d49"),
+        "encoder_reverse": (False, "74ce758"),
     }
     """Removed fields: name -> (the value that behaves as today, the last commit that has it);
     see `panm.pretrained.config_from_dict`. decoder_logits (the decoder's own logits added to
-    PANM's) lowered SCAN's exact match (docs/scan.md, "Attempts at the stop")."""
+    PANM's) lowered SCAN's exact match (docs/scan.md, "Attempts at the stop"); encoder_reverse
+    (a one-way GRU/LSTM read from the end) left binary_addition's pointers unlearned
+    (docs/dev/chomsky-binary-addition-reverse-lstm)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,10 +111,6 @@ class PANMSeq2SeqConfig(Seq2SeqConfig):
             raise ValueError("transformer_shared_layers needs a 'transformer' encoder or decoder")
         if not self.encoder_bidirectional and self.encoder not in ("gru", "lstm"):
             raise ValueError("encoder_bidirectional=False needs a 'gru' or 'lstm' encoder")
-        if self.encoder_reverse and (self.encoder_bidirectional or self.encoder == "none"):
-            raise ValueError(
-                "encoder_reverse needs a 'gru' or 'lstm' encoder with encoder_bidirectional=False"
-            )
         uses_final_state = self.panm.controller_init == "given"
         if uses_final_state and self.encoder not in ("gru", "lstm"):
             raise ValueError("panm.controller_init='given' needs a 'gru' or 'lstm' encoder")
@@ -207,7 +202,6 @@ class PANMSeq2Seq(Seq2SeqModel):
                 config.encoder_layers,
                 config.encoder_bidirectional,
                 config.dropout,
-                config.encoder_reverse,
             )
         if config.encoder == "transformer":
             return TransformerEncoder(layers=config.encoder_layers, **config.transformer_stack())
