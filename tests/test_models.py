@@ -109,6 +109,8 @@ def test_suffix_or_flags_are_an_or_over_the_slots_ahead_up_to_a_reset():
     flags = encoder.flags(long, torch.ones(1, 3000, dtype=torch.bool))
     flags.sum().backward()
     assert torch.isfinite(flags).all() and torch.isfinite(encoder.marks.weight.grad).all()
+    with pytest.raises(ValueError, match="needs at least one flag, got 0"):
+        small_panm(get_task("copy"), encoder="suffix_or", memory_source="sum", suffix_flags=0)
 
 
 def test_shared_transformer_layers_need_a_transformer_stack():

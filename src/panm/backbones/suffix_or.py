@@ -42,9 +42,8 @@ class SuffixOrEncoder(nn.Module):
         before = torch.cumsum(log_keep, dim=1) - log_keep  # P_i: sum over n < i
         scores = F.logsigmoid(set_logits) + before
         scores = scores.masked_fill(~mask.unsqueeze(-1), float("-inf"))
-        ahead = scores.flip(1).cummax(dim=1).values.flip(1)  # max over m >= i
-        log_flags = (ahead - before).masked_fill(~mask.unsqueeze(-1), float("-inf"))
-        return log_flags.exp()
+        ahead = scores.flip(1).cummax(dim=1).values.flip(1)  # max over m >= i; -inf on padding
+        return (ahead - before).exp()
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.out(self.flags(x, mask)) * mask.unsqueeze(-1)
