@@ -431,6 +431,23 @@ def test_decoy_slots_only_in_training_and_outside_the_window():
     assert out.mode1_weights.shape[-1] == 7
 
 
+def test_carry_decoy_sits_where_a_dropped_carry_points():
+    panm = make_panm(address_bits=8, decoy_slots=2, carry_decoy=True)
+    memory, mask = random_memory([10, 10, 10, 5, 1])
+    base = torch.tensor([120, 60, 250, 0, 77])
+    first = torch.zeros(5, dtype=torch.long)
+    _, ids, slot_mask, _ = panm._with_decoys(memory, mask, base, first, mask.sum(1))
+    # 127 -> 128 without its carry into bit 7 asks for 0, and 63 -> 64 for 0 (both outside);
+    # 250..255, 0..3: the wrap onto 0 drops no bit, the largest carry inside is onto 252,
+    # so 248; base 0, length 5: the carry onto 4 asks for 0, a real slot, so not a decoy.
+    assert ids[:4, 10].tolist() == [0, 0, 248, 0]
+    assert slot_mask[:3, 10].all() and not slot_mask[3, 10]
+    # one slot: no move, so the decoy is an ordinary one (one bit from address 77)
+    assert bin(ids[4, 10].item() ^ 77).count("1") == 1
+    with pytest.raises(ValueError, match="carry_decoy needs decoy_slots"):
+        PANMConfig(carry_decoy=True)
+
+
 @pytest.mark.parametrize("controller_init", ["memory_sum", "memory_mean"])
 def test_gradients_reach_every_parameter(controller_init):
     panm = make_panm(

@@ -104,6 +104,11 @@ class PANMConfig:
         whose largest weight is above one half reads that slot alone) ["soft"].
     decoy_slots: training-only slots per sequence, each with a real slot's address with one
         bit flipped and the content of another sample's slot [0].
+    carry_decoy: the first decoy of each training sequence instead takes the address that a
+        move onto the sequence's largest carry asks for when it drops that carry: the address
+        with the most trailing zeros among slots 1..length-1, less its lowest 1 bit (a walk
+        over 127 -> 128 gets a decoy at 0). Without it such a request lands on the nearest
+        slot present, which in a short sequence is often the right one [False].
     controller_init: the controller's start: "memory_sum" (the paper: projected sum of valid
         slots), "memory_mean" or "given" (the caller's `controller_state`) ["memory_sum"].
     initial_read: before the first step the controller reads the slots under the initial
@@ -143,6 +148,7 @@ class PANMConfig:
     eval_base: str = "zero"
     eval_pointers: str = "soft"
     decoy_slots: int = 0
+    carry_decoy: bool = False
     controller_init: str = "memory_sum"
     initial_read: bool = False
     output_initial_read: bool = False
@@ -194,6 +200,8 @@ class PANMConfig:
                 "mode2_keys='previous_slot' needs mode2_decoys=False: a decoy slot, drawn from "
                 "another sample, has no predecessor"
             )
+        if self.carry_decoy and not self.decoy_slots:
+            raise ValueError("carry_decoy needs decoy_slots >= 1")
         if self.mode2_exclusion and self.num_mode2 == 0:
             raise ValueError("mode2_exclusion needs num_mode2 >= 1")
         if self.num_mode1 < 1:
@@ -764,6 +772,8 @@ class PANM(nn.Module, Pretrained):
         slot = (torch.rand(batch, k, device=device) * lengths.unsqueeze(1)).long()
         bit = torch.randint(0, self.config.address_bits, (batch, k), device=device)
         decoy_ids = ((base.unsqueeze(1) + slot) % size) ^ (1 << bit)
+        if self.config.carry_decoy:
+            decoy_ids[:, 0] = self._carry_decoy(base, lengths, decoy_ids[:, 0])
         outside = (decoy_ids - base.unsqueeze(1)) % size >= lengths.unsqueeze(1)
         shift = torch.randint(1, max(batch, 2), (1,), device=device)
         donor = (torch.arange(batch, device=device) + shift) % batch  # another sample (if any)
@@ -781,6 +791,19 @@ class PANM(nn.Module, Pretrained):
             torch.cat([memory_mask, outside], dim=1),
             rows,
         )
+
+    def _carry_decoy(self, base: Tensor, lengths: Tensor, fallback: Tensor) -> Tensor:
+        """Per sequence (B,): the address a move onto its largest carry asks for without that
+        carry (see `PANMConfig.carry_decoy`); `fallback` (B,) where no move crosses one (one
+        slot, or only the wrap-around onto address 0)."""
+        size = self.address_bank.size
+        offsets = torch.arange(1, max(int(lengths.max()), 2), device=base.device)
+        addresses = (base.unsqueeze(1) + offsets) % size  # slots 1..L-1, (B, L-1)
+        lowest_bit = addresses & -addresses  # 0 for address 0
+        lowest_bit = lowest_bit.masked_fill(offsets >= lengths.unsqueeze(1), 0)
+        carry, at = lowest_bit.max(dim=1)
+        target = addresses.gather(1, at.unsqueeze(1)).squeeze(1)
+        return torch.where(carry > 0, target - carry, fallback)
 
 
 def _validate_tokens(memory: Tensor, memory_tokens: tuple[Tensor, Tensor]) -> None:
